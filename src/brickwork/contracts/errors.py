@@ -1,0 +1,332 @@
+"""The one error tree of Brickwork.
+
+Every error has a stable machine ``code`` (never reworded), a ``retryable`` class
+attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
+
+    BrickworkError
+    ├── ConfigurationError            developer mistakes, found at start-up
+    │   ├── PluginValidationError         a plugin failed registration checks
+    │   ├── ConfigFileError               a config file is unreadable or invalid
+    │   └── RealProviderForbiddenError    a test tried to reach a real model
+    ├── ContractError                 a request or a plugin broke a contract
+    │   ├── InvalidRequestError           malformed request, bad plugin ref
+    │   ├── PluginNotFoundError           no such plugin / version / label
+    │   ├── InputValidationError          input does not match the plugin's Input
+    │   ├── OutputValidationError         plugin output does not match its Output
+    │   ├── PluginFailedError             plugin code raised an unexpected exception
+    │   ├── CallDepthExceededError        ctx.call nested too deep
+    │   └── CallCycleError                ctx.call went back to a plugin on the stack
+    ├── ProviderError                 a model backend failed
+    │   ├── ProviderTimeoutError          (retryable)
+    │   ├── ProviderRateLimitedError      (retryable, carries retry_after)
+    │   ├── ProviderUnavailableError      (retryable)
+    │   └── ProviderResponseError         malformed or truncated reply
+    ├── PolicyError                   a policy refused or gave up
+    │   ├── DeadlineExceededError         the total deadline passed
+    │   ├── RetriesExhaustedError         every attempt failed
+    │   ├── CircuitOpenError              breaker open / half-open trials taken
+    │   ├── BulkheadFullError             concurrency and queue full
+    │   ├── QueueTimeoutError             waited too long for a slot
+    │   ├── RateLimitExceededError        tenant quota for the window used up
+    │   ├── BudgetExceededError           spend limit reached
+    │   ├── FallbacksExhaustedError       every link of a fallback chain failed
+    │   └── NoRouteError                  no rule or intent matched the request
+    └── AuthError
+        ├── AuthenticationError
+        └── PermissionDeniedError         a plugin or key used what it did not declare
+
+Vendor exceptions are translated at the provider boundary (``raise ... from exc``),
+never subclassed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+__all__ = [
+    "HTTP_STATUS",
+    "AuthError",
+    "AuthenticationError",
+    "BrickworkError",
+    "BudgetExceededError",
+    "BulkheadFullError",
+    "CallCycleError",
+    "CallDepthExceededError",
+    "CircuitOpenError",
+    "ConfigFileError",
+    "ConfigurationError",
+    "ContractError",
+    "DeadlineExceededError",
+    "FallbacksExhaustedError",
+    "InputValidationError",
+    "InvalidRequestError",
+    "NoRouteError",
+    "OutputValidationError",
+    "PermissionDeniedError",
+    "PluginFailedError",
+    "PluginNotFoundError",
+    "PluginValidationError",
+    "PolicyError",
+    "ProviderError",
+    "ProviderRateLimitedError",
+    "ProviderResponseError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "QueueTimeoutError",
+    "RateLimitExceededError",
+    "RealProviderForbiddenError",
+    "RetriesExhaustedError",
+    "error_codes",
+    "http_status",
+]
+
+
+class BrickworkError(Exception):
+    """Root of every error Brickwork raises on purpose.
+
+    Attributes:
+        code: stable machine code, part of the public API.
+        retryable: whether the retry policy may try again.
+        plugin: the plugin ref the error concerns, when known.
+        retry_after: seconds after which a retry may succeed, when known.
+        details: structured extra data (JSON-serialisable).
+    """
+
+    code: ClassVar[str] = "brickwork_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        plugin: str | None = None,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.plugin = plugin
+        self.retry_after = retry_after
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the JSON body every adapter returns."""
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "plugin": self.plugin,
+            "retry_after": self.retry_after,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+# --- configuration -----------------------------------------------------------
+
+
+class ConfigurationError(BrickworkError):
+    code = "configuration_error"
+
+
+class PluginValidationError(ConfigurationError):
+    code = "plugin_invalid"
+
+
+class ConfigFileError(ConfigurationError):
+    code = "config_invalid"
+
+
+class RealProviderForbiddenError(ConfigurationError):
+    code = "real_provider_forbidden"
+
+
+# --- contract ----------------------------------------------------------------
+
+
+class ContractError(BrickworkError):
+    code = "contract_error"
+
+
+class InvalidRequestError(ContractError):
+    code = "invalid_request"
+
+
+class PluginNotFoundError(ContractError):
+    code = "plugin_not_found"
+
+
+class InputValidationError(ContractError):
+    code = "input_invalid"
+
+
+class OutputValidationError(ContractError):
+    code = "output_invalid"
+
+
+class PluginFailedError(ContractError):
+    code = "plugin_failed"
+
+
+class CallDepthExceededError(ContractError):
+    code = "call_depth_exceeded"
+
+
+class CallCycleError(ContractError):
+    code = "call_cycle"
+
+
+# --- provider ----------------------------------------------------------------
+
+
+class ProviderError(BrickworkError):
+    code = "provider_error"
+
+
+class ProviderTimeoutError(ProviderError):
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderRateLimitedError(ProviderError):
+    code = "provider_rate_limited"
+    retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    code = "provider_unavailable"
+    retryable = True
+
+
+class ProviderResponseError(ProviderError):
+    code = "provider_bad_response"
+
+
+# --- policy ------------------------------------------------------------------
+
+
+class PolicyError(BrickworkError):
+    code = "policy_error"
+
+
+class DeadlineExceededError(PolicyError):
+    code = "deadline_exceeded"
+
+
+class RetriesExhaustedError(PolicyError):
+    code = "retries_exhausted"
+
+    def __init__(self, message: str, *, attempts: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.attempts = attempts
+
+
+class CircuitOpenError(PolicyError):
+    code = "circuit_open"
+
+
+class BulkheadFullError(PolicyError):
+    code = "bulkhead_full"
+
+
+class QueueTimeoutError(PolicyError):
+    code = "queue_timeout"
+
+
+class RateLimitExceededError(PolicyError):
+    code = "rate_limited"
+
+
+class BudgetExceededError(PolicyError):
+    code = "budget_exceeded"
+
+
+class FallbacksExhaustedError(PolicyError):
+    """Every link of a fallback chain failed; ``errors`` holds each link's error in order."""
+
+    code = "fallbacks_exhausted"
+
+    def __init__(self, message: str, *, errors: Sequence[BrickworkError], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.errors = list(errors)
+        self.details.setdefault("attempts", [e.to_dict() for e in self.errors])
+        retry_afters = [e.retry_after for e in self.errors if e.retry_after is not None]
+        if self.retry_after is None and retry_afters:
+            self.retry_after = min(retry_afters)
+
+
+class NoRouteError(PolicyError):
+    code = "no_route"
+
+
+# --- auth --------------------------------------------------------------------
+
+
+class AuthError(BrickworkError):
+    code = "auth_error"
+
+
+class AuthenticationError(AuthError):
+    code = "unauthenticated"
+
+
+class PermissionDeniedError(AuthError):
+    code = "permission_denied"
+
+
+#: Error class → HTTP status. Looked up along the MRO, so a subclass without an
+#: entry gets its parent's status. Plugin failures are 502 (an upstream broke),
+#: never 500: a 500 means a bug in Brickwork itself.
+HTTP_STATUS: dict[type[BrickworkError], int] = {
+    BrickworkError: 500,
+    ConfigurationError: 500,
+    ContractError: 400,
+    InvalidRequestError: 400,
+    PluginNotFoundError: 404,
+    InputValidationError: 422,
+    OutputValidationError: 502,
+    PluginFailedError: 502,
+    CallDepthExceededError: 508,
+    CallCycleError: 508,
+    ProviderError: 502,
+    ProviderTimeoutError: 504,
+    ProviderRateLimitedError: 429,
+    ProviderUnavailableError: 503,
+    PolicyError: 503,
+    DeadlineExceededError: 504,
+    RetriesExhaustedError: 502,
+    CircuitOpenError: 503,
+    BulkheadFullError: 503,
+    QueueTimeoutError: 503,
+    RateLimitExceededError: 429,
+    BudgetExceededError: 402,
+    FallbacksExhaustedError: 502,
+    NoRouteError: 422,
+    AuthError: 403,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+}
+
+
+def http_status(error: BrickworkError) -> int:
+    """The HTTP status for an error, from :data:`HTTP_STATUS` along its MRO."""
+    for cls in type(error).__mro__:
+        status = HTTP_STATUS.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
+def error_codes() -> dict[str, type[BrickworkError]]:
+    """Every stable code → its class (used by docs and to check codes stay unique)."""
+    seen: dict[str, type[BrickworkError]] = {}
+    stack: list[type[BrickworkError]] = [BrickworkError]
+    while stack:
+        cls = stack.pop()
+        seen[cls.code] = cls
+        stack.extend(cls.__subclasses__())
+    return seen

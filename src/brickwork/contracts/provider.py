@@ -1,0 +1,145 @@
+"""The provider interface: one backend of models behind ``complete``/``stream``/``embed``.
+
+Model ids are ``provider:model`` (``local:qwen2.5-0.5b``, ``openai:gpt-4o-mini``).
+Providers translate their vendor's exceptions into :mod:`brickwork.contracts.errors`
+at this boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from brickwork.contracts.errors import InvalidRequestError
+
+__all__ = [
+    "Completion",
+    "CompletionRequest",
+    "EmbedRequest",
+    "Embeddings",
+    "Message",
+    "ModelId",
+    "Provider",
+    "StreamChunk",
+    "Usage",
+]
+
+
+class ModelId(BaseModel):
+    """A parsed ``provider:model`` id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelId:
+        provider, sep, model = text.partition(":")
+        if not sep or not provider or not model:
+            raise InvalidRequestError(f"model id {text!r} must look like 'provider:model'")
+        return cls(provider=provider, model=model)
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+
+class Usage(BaseModel):
+    """Token usage, summed over every model call of a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.calls += other.calls
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class CompletionRequest(BaseModel):
+    """What a plugin asks a model for. ``json_schema`` asks for structured output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="model name within the provider (no 'provider:' prefix)")
+    messages: list[Message]
+    max_tokens: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    stop: list[str] = Field(default_factory=list)
+    json_schema: dict[str, Any] | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+    finish_reason: str = "stop"
+
+
+class StreamChunk(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    delta: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    texts: list[str]
+
+
+class Embeddings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    vectors: list[list[float]]
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A model backend.
+
+    Attributes:
+        name: the ``provider`` part of model ids it serves.
+        is_real: ``True`` when calls leave the process or load real weights;
+            :func:`brickwork.testing.forbid_real_providers` refuses those in tests.
+    """
+
+    name: str
+    is_real: bool
+
+    async def complete(self, request: CompletionRequest) -> Completion: ...
+
+    def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]: ...
+
+    async def embed(self, request: EmbedRequest) -> Embeddings: ...
+
+    def count_tokens(self, model: str, text: str) -> int: ...
+
+
+def estimate_tokens(texts: Sequence[str]) -> int:
+    """A provider-independent token estimate (≈4 characters a token), for budgets."""
+    return sum(max(1, len(t) // 4) for t in texts)

@@ -1,0 +1,72 @@
+"""What a caller sends (:class:`Request`) and what it gets back (:class:`Envelope`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from brickwork.contracts.provider import Usage
+
+__all__ = ["Attempt", "Envelope", "Request", "RouteDecision"]
+
+
+class Request(BaseModel):
+    """One call to Brickwork.
+
+    ``input`` is the plugin's input as a dict, or a plain string for plugins whose
+    input has a ``text`` field. ``plugin`` may be omitted: the router then decides.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str | None = Field(default=None, description="'name', 'name@version' or 'name@label'")
+    input: dict[str, Any] | str = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    tenant: str = Field(default="default", min_length=1, max_length=128)
+    subject: str | None = Field(default=None, description="sticky key for experiments")
+    idempotency_key: str | None = Field(default=None, max_length=256)
+    cache_bypass: bool = Field(default=False, description="skip the cache read (still writes)")
+
+
+class RouteDecision(BaseModel):
+    """How a request found its plugin. Always recorded in the envelope."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["explicit", "metadata", "intent", "default"]
+    ref: str = Field(description="the ref the route produced, before version selection")
+    rule: str | None = Field(default=None, description="the metadata rule that matched")
+    scores: dict[str, float] = Field(default_factory=dict)
+
+
+class Attempt(BaseModel):
+    """One link of a fallback chain that was tried and failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    plugin: str
+    version: str
+    code: str
+    message: str
+
+
+class Envelope(BaseModel):
+    """The answer: output plus everything needed to account for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: dict[str, Any]
+    plugin: str
+    version: str
+    prompt_version: str | None = None
+    route: RouteDecision
+    models: list[str] = Field(default_factory=list, description="models that answered")
+    usage: Usage = Field(default_factory=Usage)
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    cache_hit: bool = False
+    degraded: bool = Field(default=False, description="a fallback answered, not the first choice")
+    fallbacks: list[Attempt] = Field(default_factory=list)
+    trace_id: str
+    warnings: list[str] = Field(default_factory=list)

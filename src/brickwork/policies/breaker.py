@@ -1,0 +1,89 @@
+"""Circuit breaker around a call, its state kept in the shared state backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from brickwork.contracts.clock import Clock
+from brickwork.contracts.errors import (
+    BrickworkError,
+    CircuitOpenError,
+    DeadlineExceededError,
+    FallbacksExhaustedError,
+    OutputValidationError,
+    PluginFailedError,
+    ProviderError,
+    RetriesExhaustedError,
+)
+from brickwork.contracts.policy import BreakerPolicy
+from brickwork.state.base import BreakerOutcome, StateBackend
+
+__all__ = ["CircuitBreaker", "outcome_of"]
+
+T = TypeVar("T")
+
+#: Errors that say the protected thing is unhealthy. Anything else a Brickwork
+#: error stands for (bad input, a quota, a breaker further in) says nothing about it.
+_FAILURES: tuple[type[BrickworkError], ...] = (
+    ProviderError,
+    DeadlineExceededError,
+    RetriesExhaustedError,
+    PluginFailedError,
+    OutputValidationError,
+    FallbacksExhaustedError,
+)
+
+
+def outcome_of(exc: BaseException | None) -> BreakerOutcome:
+    """How a call's ending counts for the breaker."""
+    if exc is None:
+        return "success"
+    if isinstance(exc, asyncio.CancelledError):
+        return "ignored"
+    if isinstance(exc, BrickworkError):
+        return "failure" if isinstance(exc, _FAILURES) else "ignored"
+    return "failure"  # an unexpected exception, or a raw TimeoutError
+
+
+class CircuitBreaker:
+    """One breaker, named by ``key`` (e.g. ``plugin:sentiment@1.0.0`` or
+    ``model:sentiment@2.0.0:local:qwen``), shared by every replica using the same state.
+    """
+
+    def __init__(
+        self, key: str, policy: BreakerPolicy, state: StateBackend, clock: Clock, *, label: str
+    ) -> None:
+        self.key = key
+        self.policy = policy
+        self.state = state
+        self.clock = clock
+        self.label = label
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        permit = await self.state.breaker_acquire(self.key, self.policy, now=self.clock.time())
+        if not permit.allowed:
+            raise CircuitOpenError(
+                f"circuit for {self.label} is {permit.mode.replace('_', '-')}",
+                plugin=self.label,
+                retry_after=permit.retry_after,
+            )
+        started = self.clock.now()
+        error: BaseException | None = None
+        try:
+            return await fn()
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await asyncio.shield(
+                self.state.breaker_record(
+                    self.key,
+                    self.policy,
+                    now=self.clock.time(),
+                    outcome=outcome_of(error),
+                    latency=self.clock.now() - started,
+                    trial=permit.trial,
+                )
+            )

@@ -1,0 +1,1 @@
+"""Model providers, one module per backend. Test doubles live in :mod:`brickwork.testing`."""

@@ -1,0 +1,1 @@
+"""Orchestrator, registry, routing, context and configuration."""

@@ -1,0 +1,111 @@
+"""The :class:`~brickwork.contracts.plugin.Context` a plugin gets for one run."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from pydantic import BaseModel
+
+from brickwork.contracts.errors import PermissionDeniedError, PluginValidationError
+from brickwork.contracts.refs import PluginRef
+from brickwork.contracts.request import Envelope, Request
+from brickwork.policies.timeout import Deadline
+from brickwork.runtime.models import BoundModel, CallAccount
+from brickwork.runtime.registry import PluginEntry
+from brickwork.runtime.validation import prompt_environment
+
+__all__ = ["Frame", "RunContext"]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where a nested call sits: the refs on the call stack, and the parent's deadline."""
+
+    stack: tuple[str, ...]
+    trace_id: str
+    deadline: Deadline | None
+
+
+class RunContext:
+    def __init__(
+        self,
+        *,
+        entry: PluginEntry,
+        request: Request,
+        trace_id: str,
+        model: BoundModel,
+        deadline: Deadline,
+        account: CallAccount,
+        frame: Frame,
+        dispatch: Callable[[Request, Frame], Awaitable[Envelope]],
+    ) -> None:
+        self._entry = entry
+        self._request = request
+        self._trace_id = trace_id
+        self._model = model
+        self._deadline = deadline
+        self._account = account
+        self._frame = frame
+        self._dispatch = dispatch
+
+    @property
+    def request(self) -> Request:
+        return self._request
+
+    @property
+    def tenant(self) -> str:
+        return self._request.tenant
+
+    @property
+    def trace_id(self) -> str:
+        return self._trace_id
+
+    @property
+    def model(self) -> BoundModel:
+        return self._model
+
+    def prompt(self, name: str, /, **variables: Any) -> str:
+        prompt = self._entry.cls.prompts.get(name)
+        if prompt is None:
+            raise PluginValidationError(
+                f"{self._entry.ref} has no prompt {name!r} (declared: {sorted(self._entry.cls.prompts)})",
+                plugin=self._entry.ref,
+            )
+        return prompt_environment().from_string(prompt.template).render(**variables)
+
+    async def call(self, ref: str, input: Mapping[str, Any] | BaseModel | str) -> Envelope:
+        target = PluginRef.parse(ref)
+        allowed = [p[5:] for p in self._entry.cls.permissions if p.startswith("call:")]
+        if not any(fnmatchcase(target.name, pattern) for pattern in allowed):
+            raise PermissionDeniedError(
+                f"{self._entry.ref} may not call {target.name!r}: declare 'call:{target.name}'",
+                plugin=self._entry.ref,
+            )
+        data: dict[str, Any] | str
+        if isinstance(input, BaseModel):
+            data = input.model_dump(mode="json")
+        elif isinstance(input, str):
+            data = input
+        else:
+            data = dict(input)
+        child = Request(
+            plugin=ref,
+            input=data,
+            metadata=self._request.metadata,
+            tenant=self._request.tenant,
+            subject=self._request.subject,
+            cache_bypass=self._request.cache_bypass,
+        )
+        envelope = await self._dispatch(child, Frame(self._frame.stack, self._trace_id, self._deadline))
+        self._account.usage.add(envelope.usage)
+        self._account.cost += envelope.cost
+        return envelope
+
+    def warn(self, message: str) -> None:
+        self._account.warnings.append(message)
+
+    def remaining(self) -> float:
+        return self._deadline.remaining()

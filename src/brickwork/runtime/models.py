@@ -1,0 +1,306 @@
+"""``ctx.model``: a plugin's model chain wrapped in its policies.
+
+For each model call: per-attempt timeout (never past the run's deadline), retry
+on retryable errors, a circuit breaker per plugin + provider, the budget reserved
+before and settled after, and the next model of the fallback chain when one fails.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from brickwork.contracts.clock import Clock
+from brickwork.contracts.errors import (
+    BrickworkError,
+    ConfigurationError,
+    FallbacksExhaustedError,
+    PermissionDeniedError,
+    ProviderTimeoutError,
+    RealProviderForbiddenError,
+)
+from brickwork.contracts.policy import Policy
+from brickwork.contracts.provider import (
+    Completion,
+    CompletionRequest,
+    Embeddings,
+    EmbedRequest,
+    Message,
+    ModelId,
+    Provider,
+    StreamChunk,
+    Usage,
+    estimate_tokens,
+)
+from brickwork.policies.breaker import CircuitBreaker
+from brickwork.policies.budget import Budget
+from brickwork.policies.retry import Retry
+from brickwork.policies.timeout import Deadline
+from brickwork.state.base import StateBackend
+
+__all__ = ["BoundModel", "ModelPrice", "Providers", "allow_real_providers"]
+
+T = TypeVar("T")
+
+#: False inside :func:`brickwork.testing.forbid_real_providers`.
+allow_real_providers: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "brickwork_allow_real_providers", default=True
+)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.input_tokens * self.input + usage.output_tokens * self.output) / 1e6
+
+
+@dataclass
+class Providers:
+    """Model providers by name, and the price table."""
+
+    providers: dict[str, Provider] = field(default_factory=dict)
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+
+    def add(self, provider: Provider) -> None:
+        self.providers[provider.name] = provider
+
+    def get(self, model_id: ModelId) -> Provider:
+        provider = self.providers.get(model_id.provider)
+        if provider is None:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise ConfigurationError(
+                f"no provider {model_id.provider!r} for model {model_id} (available: {known})"
+            )
+        if provider.is_real and not allow_real_providers.get():
+            raise RealProviderForbiddenError(
+                f"real provider call to {model_id} while real providers are forbidden"
+            )
+        return provider
+
+    def price(self, model_id: ModelId) -> ModelPrice:
+        return self.prices.get(str(model_id), self.prices.get(f"{model_id.provider}:*", ModelPrice()))
+
+
+@dataclass
+class CallAccount:
+    """What a run's model calls used; the orchestrator puts it in the envelope."""
+
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    models: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _messages(messages: str | Sequence[Message]) -> list[Message]:
+    if isinstance(messages, str):
+        return [Message(role="user", content=messages)]
+    return list(messages)
+
+
+class BoundModel:
+    """The :class:`~brickwork.contracts.plugin.ModelClient` one plugin run gets."""
+
+    def __init__(
+        self,
+        *,
+        plugin: str,
+        tenant: str,
+        model: str | None,
+        policy: Policy,
+        permissions: frozenset[str],
+        providers: Providers,
+        state: StateBackend,
+        clock: Clock,
+        deadline: Deadline,
+        account: CallAccount,
+        rng: random.Random,
+    ) -> None:
+        self.plugin = plugin
+        self.tenant = tenant
+        self.chain = [ModelId.parse(m) for m in ((model,) if model else ()) + policy.fallback.models]
+        self.policy = policy
+        self.permissions = permissions
+        self.providers = providers
+        self.state = state
+        self.clock = clock
+        self.deadline = deadline
+        self.account = account
+        self.rng = rng
+
+    def _check(self, permission: str) -> None:
+        if permission not in self.permissions:
+            raise PermissionDeniedError(
+                f"plugin {self.plugin} did not declare the {permission!r} permission",
+                plugin=self.plugin,
+            )
+        if not self.chain:
+            raise PermissionDeniedError(f"plugin {self.plugin} has no model bound", plugin=self.plugin)
+
+    async def complete(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        json_schema: dict[str, Any] | None = None,
+        stop: Sequence[str] = (),
+    ) -> Completion:
+        self._check("model")
+        msgs = _messages(messages)
+
+        async def one(model_id: ModelId, provider: Provider) -> Completion:
+            request = CompletionRequest(
+                model=model_id.model,
+                messages=msgs,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=list(stop),
+                json_schema=json_schema,
+            )
+            estimate = Usage(
+                input_tokens=estimate_tokens([m.content for m in msgs]), output_tokens=max_tokens
+            )
+            return await self._metered(model_id, estimate, lambda: provider.complete(request))
+
+        return await self._over_chain(one)
+
+    async def stream(
+        self,
+        messages: str | Sequence[Message],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> AsyncIterator[StreamChunk]:
+        """Stream from the first model whose stream opens; no fallback once tokens flowed."""
+        self._check("model")
+        msgs = _messages(messages)
+        errors: list[BrickworkError] = []
+        for model_id in self.chain:
+            provider = self.providers.get(model_id)
+            request = CompletionRequest(
+                model=model_id.model, messages=msgs, max_tokens=max_tokens, temperature=temperature
+            )
+            usage = Usage(calls=1)
+            started = False
+            try:
+                async with self.clock.timeout(self.deadline.remaining()):
+                    async for chunk in provider.stream(request):
+                        started = True
+                        if chunk.usage is not None:
+                            usage = chunk.usage.model_copy(update={"calls": 1})
+                        yield chunk
+            except BrickworkError as exc:
+                if started or exc.code not in self.policy.fallback.on:
+                    raise
+                errors.append(exc)
+                continue
+            except TimeoutError:
+                raise ProviderTimeoutError(
+                    f"stream from {model_id} passed the run's deadline", plugin=self.plugin
+                ) from None
+            self._account(model_id, usage)
+            return
+        raise self._exhausted(errors)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        self._check("embed")
+
+        async def one(model_id: ModelId, provider: Provider) -> Embeddings:
+            request = EmbedRequest(model=model_id.model, texts=list(texts))
+            estimate = Usage(input_tokens=estimate_tokens(texts))
+            return await self._metered(model_id, estimate, lambda: provider.embed(request))
+
+        return await self._over_chain(one)
+
+    def count_tokens(self, text: str) -> int:
+        if not self.chain:
+            return estimate_tokens([text])
+        model_id = self.chain[0]
+        return self.providers.get(model_id).count_tokens(model_id.model, text)
+
+    # --- the policy stack ------------------------------------------------------
+
+    async def _over_chain(self, one: Callable[[ModelId, Provider], Awaitable[T]]) -> T:
+        errors: list[BrickworkError] = []
+        for model_id in self.chain:
+            try:
+                provider = self.providers.get(model_id)
+                return await self._guarded(model_id, functools.partial(one, model_id, provider))
+            except BrickworkError as exc:
+                if exc.code not in self.policy.fallback.on or len(self.chain) == 1:
+                    raise
+                errors.append(exc)
+                self.account.warnings.append(f"model {model_id} failed ({exc.code}); trying next")
+        raise self._exhausted(errors)
+
+    def _exhausted(self, errors: list[BrickworkError]) -> BrickworkError:
+        if len(errors) == 1:
+            return errors[0]
+        return FallbacksExhaustedError(
+            f"all {len(errors)} models failed for {self.plugin}: " + "; ".join(f"{e.code}" for e in errors),
+            errors=errors,
+            plugin=self.plugin,
+        )
+
+    async def _guarded(self, model_id: ModelId, call: Callable[[], Awaitable[T]]) -> T:
+        """Breaker (plugin + provider) around retries around one timed attempt."""
+
+        async def attempt(_n: int) -> T:
+            budget = self.deadline.attempt(self.policy.timeout.attempt)
+            try:
+                async with self.clock.timeout(budget):
+                    return await call()
+            except TimeoutError:
+                raise ProviderTimeoutError(
+                    f"{model_id} did not answer within {budget:.3g}s", plugin=self.plugin
+                ) from None
+
+        async def retried() -> T:
+            if self.policy.retry is None:
+                return await attempt(1)
+            return await Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
+
+        if self.policy.breaker is None:
+            return await retried()
+        breaker = CircuitBreaker(
+            f"breaker:model:{self.plugin}:{model_id.provider}",
+            self.policy.breaker,
+            self.state,
+            self.clock,
+            label=f"{self.plugin} via {model_id.provider}",
+        )
+        return await breaker.call(retried)
+
+    async def _metered(self, model_id: ModelId, estimate: Usage, call: Callable[[], Awaitable[T]]) -> T:
+        price = self.providers.price(model_id)
+        hold = None
+        if self.policy.budget is not None:
+            budget = Budget(self.policy.budget, self.state, self.clock)
+            hold = await budget.reserve(self.plugin, self.tenant, price.cost(estimate))
+        actual = 0.0
+        try:
+            result = await call()
+            usage = getattr(result, "usage", Usage())
+            usage = usage.model_copy(update={"calls": max(1, usage.calls)})
+            actual = price.cost(usage)
+            self._account(model_id, usage, price)
+            return result
+        finally:
+            if hold is not None and self.policy.budget is not None:
+                await Budget(self.policy.budget, self.state, self.clock).settle(hold, actual)
+
+    def _account(self, model_id: ModelId, usage: Usage, price: ModelPrice | None = None) -> None:
+        price = price or self.providers.price(model_id)
+        self.account.usage.add(usage)
+        self.account.cost += price.cost(usage)
+        if str(model_id) not in self.account.models:
+            self.account.models.append(str(model_id))

@@ -1,0 +1,372 @@
+"""The orchestrator: the one place that knows the order of the steps.
+
+::
+
+    1 route      Router: explicit ref | metadata rules | strategies (intent) | default
+    2 version    VersionSelector: ref → plugin@version (experiments plug in here)
+    3 admit      rate limit (refunded if the request is refused before it runs)
+    4 guard in   input contract and size
+    5 cache      exact key: tenant + plugin@version + prompt version + input
+    6 run        bulkhead slot → breaker → deadline → plugin.run(input, ctx)
+    7 guard out  output contract
+    8 record     one CallRecord to every recorder
+
+A failure of the chosen version moves on along its fallback chain of plugins
+with the same contract; the envelope says which one answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from brickwork.contracts.clock import Clock
+from brickwork.contracts.errors import (
+    BrickworkError,
+    CallCycleError,
+    CallDepthExceededError,
+    DeadlineExceededError,
+    FallbacksExhaustedError,
+    InvalidRequestError,
+    PluginFailedError,
+)
+from brickwork.contracts.provider import estimate_tokens
+from brickwork.contracts.request import Attempt, Envelope, Request, RouteDecision
+from brickwork.guards.contract import (
+    InputContractGuard,
+    OutputContractGuard,
+    describe_validation_error,
+)
+from brickwork.policies.breaker import CircuitBreaker
+from brickwork.policies.bulkhead import Bulkhead
+from brickwork.policies.cache import ResponseCache, cache_key, canonical_json
+from brickwork.policies.ratelimit import RateLimiter
+from brickwork.policies.timeout import Deadline
+from brickwork.runtime.clock import SystemClock
+from brickwork.runtime.context import Frame, RunContext
+from brickwork.runtime.models import BoundModel, CallAccount, Providers
+from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
+from brickwork.runtime.registry import PluginEntry, Registry
+from brickwork.runtime.routing import Router
+from brickwork.state.base import BreakerSnapshot, StateBackend
+from brickwork.state.memory import MemoryState
+
+__all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
+
+log = logging.getLogger(__name__)
+
+
+class VersionSelector:
+    """Step 2: the route's ref → one registered version."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def select(self, decision: RouteDecision, request: Request) -> PluginEntry:
+        return self.registry.resolve(decision.ref)
+
+
+@dataclass(frozen=True)
+class PluginHealth:
+    ref: str
+    breaker: BreakerSnapshot | None
+    in_flight: int
+    queued: int
+
+
+@dataclass
+class _Outcome:
+    output: BaseModel
+    account: CallAccount
+    cache_hit: bool
+
+
+class Orchestrator:
+    """Handles requests for the plugins of a :class:`Registry`.
+
+    Every dependency is passed in; the defaults make a single-process runtime
+    (memory state, system clock, no providers).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        providers: Providers | None = None,
+        state: StateBackend | None = None,
+        clock: Clock | None = None,
+        router: Router | None = None,
+        recorders: Sequence[Recorder] | None = None,
+        input_guard: InputContractGuard | None = None,
+        output_guard: OutputContractGuard | None = None,
+        max_call_depth: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.registry = registry
+        self.providers = providers or Providers()
+        self.state: StateBackend = state or MemoryState()
+        self.clock: Clock = clock or SystemClock()
+        self.router = router or Router()
+        self.versions = VersionSelector(registry)
+        self.recorders: list[Recorder] = list(recorders) if recorders is not None else [MemoryRecorder()]
+        self.input_guard = input_guard or InputContractGuard()
+        self.output_guard = output_guard or OutputContractGuard()
+        self.max_call_depth = max_call_depth
+        self.rng = rng or random.Random()
+        self._bulkheads: dict[str, Bulkhead] = {}
+
+    # --- public API ------------------------------------------------------------
+
+    async def handle(self, request: Request | Mapping[str, Any]) -> Envelope:
+        """Route, run and record one request. Raises a :class:`BrickworkError` on failure."""
+        if not isinstance(request, Request):
+            try:
+                request = Request.model_validate(request)
+            except ValidationError as exc:
+                problems = describe_validation_error(exc)
+                raise InvalidRequestError(
+                    "malformed request: " + "; ".join(f"{p['loc']}: {p['msg']}" for p in problems),
+                    details={"errors": problems},
+                ) from None
+        return await self._handle(request, Frame((), secrets.token_hex(16), None))
+
+    def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
+        """:meth:`handle` for synchronous callers (not from inside an event loop)."""
+        return asyncio.run(self.handle(request))
+
+    def bulkhead(self, entry: PluginEntry) -> Bulkhead | None:
+        if entry.policy.bulkhead is None:
+            return None
+        bulkhead = self._bulkheads.get(entry.ref)
+        if bulkhead is None or bulkhead.policy != entry.policy.bulkhead:
+            bulkhead = Bulkhead(entry.policy.bulkhead, self.clock, label=entry.ref)
+            self._bulkheads[entry.ref] = bulkhead
+        return bulkhead
+
+    async def health(self, entry: PluginEntry) -> PluginHealth:
+        snapshot = None
+        if entry.policy.breaker is not None:
+            snapshot = await self.state.breaker_snapshot(
+                f"breaker:plugin:{entry.ref}", entry.policy.breaker, now=self.clock.time()
+            )
+        bulkhead = self._bulkheads.get(entry.ref)
+        return PluginHealth(
+            entry.ref,
+            snapshot,
+            bulkhead.in_flight if bulkhead else 0,
+            bulkhead.queued if bulkhead else 0,
+        )
+
+    # --- the pipeline ----------------------------------------------------------
+
+    async def _handle(self, request: Request, frame: Frame) -> Envelope:
+        started = self.clock.now()
+        record = CallRecord(
+            trace_id=frame.trace_id,
+            tenant=request.tenant,
+            time=self.clock.time(),
+            depth=len(frame.stack),
+        )
+        try:
+            decision = await self.router.route(request)  # 1 route
+            record.route = decision
+            entry = self.versions.select(decision, request)  # 2 version
+            envelope = await self._dispatch(request, decision, entry, frame, record)  # 3–7
+        except BrickworkError as exc:
+            record.outcome, record.error = exc.code, exc.message
+            record.latency_ms = (self.clock.now() - started) * 1000
+            await self._record(record)
+            raise
+        except asyncio.CancelledError:
+            record.outcome = "cancelled"
+            record.latency_ms = (self.clock.now() - started) * 1000
+            await asyncio.shield(self._record(record))
+            raise
+        envelope.latency_ms = record.latency_ms = (self.clock.now() - started) * 1000
+        await self._record(record)  # 8 record
+        return envelope
+
+    async def _dispatch(
+        self,
+        request: Request,
+        decision: RouteDecision,
+        entry: PluginEntry,
+        frame: Frame,
+        record: CallRecord,
+    ) -> Envelope:
+        """Try the chosen version, then its fallback plugins in order."""
+        chain = [entry]
+        for ref in entry.policy.fallback.plugins:
+            chain.append(self.registry.resolve(ref))
+        failed: list[tuple[PluginEntry, BrickworkError]] = []
+        for position, link in enumerate(chain):
+            self._check_stack(link, frame)
+            try:
+                outcome = await self._attempt(request, link, frame)
+            except BrickworkError as exc:
+                eligible = exc.code in entry.policy.fallback.on
+                if eligible and position < len(chain) - 1:
+                    failed.append((link, exc))
+                    log.info("%s failed (%s), falling back", link.ref, exc.code)
+                    continue
+                if failed and eligible:
+                    errors = [e for _, e in failed] + [exc]
+                    raise FallbacksExhaustedError(
+                        f"{entry.ref} and all {len(chain) - 1} fallbacks failed: "
+                        + ", ".join(f"{ln.ref} {e.code}" for ln, e in [*failed, (link, exc)]),
+                        errors=errors,
+                        plugin=entry.ref,
+                    ) from exc
+                raise
+            attempts = [
+                Attempt(plugin=ln.name, version=str(ln.version), code=e.code, message=e.message)
+                for ln, e in failed
+            ]
+            record.plugin, record.version = link.name, str(link.version)
+            record.prompt_version = link.cls.prompt_version()
+            record.models = list(outcome.account.models)
+            record.cache_hit = outcome.cache_hit
+            record.usage = outcome.account.usage
+            record.cost = outcome.account.cost
+            record.fallbacks = attempts
+            record.degraded = bool(failed)
+            warnings = list(outcome.account.warnings)
+            if failed:
+                warnings.insert(0, f"degraded: answered by {link.ref} after {entry.ref} failed")
+            return Envelope(
+                output=outcome.output.model_dump(mode="json"),
+                plugin=link.name,
+                version=str(link.version),
+                prompt_version=link.cls.prompt_version(),
+                route=decision,
+                models=outcome.account.models,
+                usage=outcome.account.usage,
+                cost=outcome.account.cost,
+                cache_hit=outcome.cache_hit,
+                degraded=bool(failed),
+                fallbacks=attempts,
+                trace_id=frame.trace_id,
+                warnings=warnings,
+            )
+        raise AssertionError("unreachable: the chain has at least one link")
+
+    def _check_stack(self, entry: PluginEntry, frame: Frame) -> None:
+        if entry.ref in frame.stack:
+            raise CallCycleError("call cycle: " + " → ".join((*frame.stack, entry.ref)), plugin=entry.ref)
+        if len(frame.stack) >= self.max_call_depth:
+            raise CallDepthExceededError(
+                f"call depth {len(frame.stack)} reached the limit of {self.max_call_depth}: "
+                + " → ".join((*frame.stack, entry.ref)),
+                plugin=entry.ref,
+            )
+
+    async def _attempt(self, request: Request, entry: PluginEntry, frame: Frame) -> _Outcome:
+        """Steps 3–7 for one plugin version."""
+        policy = entry.policy
+        limiter = permit = None
+        if policy.rate_limit is not None:  # 3 admit
+            limiter = RateLimiter(policy.rate_limit, self.state, self.clock)
+            tokens = estimate_tokens([canonical_json(request.input)])
+            permit = await limiter.acquire(entry.ref, request.tenant, tokens=tokens)
+        ran = False
+        try:
+            data = self.input_guard.check(entry.ref, entry.cls.input_type, request.input)  # 4
+            cache = key = None
+            if policy.cache is not None:  # 5 cache
+                cache = ResponseCache(policy.cache, self.state, self.clock)
+                key = cache_key(request.tenant, entry.ref, entry.cls.prompt_version(), data)
+                if not request.cache_bypass:
+                    hit = await cache.get(key)
+                    if hit is not None:
+                        ran = True
+                        account = CallAccount(models=list(hit.get("models", [])))
+                        output = entry.cls.output_type.model_validate(hit["output"])
+                        return _Outcome(output, account, cache_hit=True)
+            bulkhead = self.bulkhead(entry)
+            if bulkhead is not None:
+                await bulkhead.acquire()
+            try:
+                ran = True
+                output, account = await self._run(request, entry, data, frame)  # 6, 7
+            finally:
+                if bulkhead is not None:
+                    bulkhead.release()
+            if cache is not None and key is not None:
+                await cache.put(key, {"output": output.model_dump(mode="json"), "models": account.models})
+            if limiter is not None and permit is not None and account.usage.calls:
+                await limiter.settle_tokens(permit, account.usage.total_tokens)
+            return _Outcome(output, account, cache_hit=False)
+        finally:
+            if not ran and limiter is not None and permit is not None:
+                await asyncio.shield(limiter.refund(permit))
+
+    async def _run(
+        self, request: Request, entry: PluginEntry, data: BaseModel, frame: Frame
+    ) -> tuple[BaseModel, CallAccount]:
+        policy = entry.policy
+        total = policy.timeout.total
+        deadline = frame.deadline.child(total) if frame.deadline else Deadline(self.clock, total)
+        account = CallAccount()
+        model = BoundModel(
+            plugin=entry.ref,
+            tenant=request.tenant,
+            model=entry.model,
+            policy=policy,
+            permissions=entry.cls.permissions,
+            providers=self.providers,
+            state=self.state,
+            clock=self.clock,
+            deadline=deadline,
+            account=account,
+            rng=self.rng,
+        )
+        ctx = RunContext(
+            entry=entry,
+            request=request,
+            trace_id=frame.trace_id,
+            model=model,
+            deadline=deadline,
+            account=account,
+            frame=Frame((*frame.stack, entry.ref), frame.trace_id, deadline),
+            dispatch=self._handle,
+        )
+
+        async def invoke() -> BaseModel:
+            try:
+                async with self.clock.timeout(deadline.remaining()):
+                    raw = await entry.instance.run(data, ctx)
+            except TimeoutError as exc:
+                if deadline.expired():
+                    raise DeadlineExceededError(
+                        f"{entry.ref} did not finish within {deadline.seconds:g}s",
+                        plugin=entry.ref,
+                    ) from None
+                raise PluginFailedError(f"{entry.ref} raised TimeoutError", plugin=entry.ref) from exc
+            except (BrickworkError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                raise PluginFailedError(
+                    f"{entry.ref} raised {type(exc).__name__}: {str(exc)[:200]}", plugin=entry.ref
+                ) from exc
+            return self.output_guard.check(entry.ref, entry.cls.output_type, raw)  # 7
+
+        if policy.breaker is None:
+            return await invoke(), account
+        breaker = CircuitBreaker(
+            f"breaker:plugin:{entry.ref}", policy.breaker, self.state, self.clock, label=entry.ref
+        )
+        return await breaker.call(invoke), account
+
+    async def _record(self, record: CallRecord) -> None:
+        for recorder in self.recorders:
+            try:
+                await recorder.record(record)
+            except Exception:  # a broken sink must not turn an answer into an error
+                log.exception("recorder %r failed", recorder)

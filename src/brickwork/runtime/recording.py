@@ -1,0 +1,71 @@
+"""Step 8, record: one :class:`CallRecord` per handled request, to every recorder.
+
+Metrics, traces and the hash-chained audit log are recorders; the orchestrator
+knows only this interface.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from brickwork.contracts.provider import Usage
+from brickwork.contracts.request import Attempt, RouteDecision
+
+__all__ = ["CallRecord", "LogRecorder", "MemoryRecorder", "Recorder"]
+
+
+@dataclass
+class CallRecord:
+    trace_id: str
+    tenant: str
+    time: float
+    depth: int
+    route: RouteDecision | None = None
+    plugin: str | None = None
+    version: str | None = None
+    prompt_version: str | None = None
+    models: list[str] = field(default_factory=list)
+    cache_hit: bool = False
+    guard_verdicts: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    outcome: str = "ok"  # "ok" or the error code
+    error: str | None = None
+    fallbacks: list[Attempt] = field(default_factory=list)
+    degraded: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["route"] = self.route.model_dump() if self.route else None
+        data["usage"] = self.usage.model_dump()
+        data["fallbacks"] = [a.model_dump() for a in self.fallbacks]
+        return data
+
+
+class Recorder(Protocol):
+    async def record(self, record: CallRecord) -> None: ...
+
+
+class MemoryRecorder:
+    """Keeps the last ``size`` records (for the CLI, tests and debugging)."""
+
+    def __init__(self, size: int = 1_000) -> None:
+        self.records: deque[CallRecord] = deque(maxlen=size)
+
+    async def record(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+
+class LogRecorder:
+    """One structured log line per request (no input or output text)."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("brickwork.calls")
+
+    async def record(self, record: CallRecord) -> None:
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info("call", extra={"brickwork": record.to_dict()})

@@ -1,0 +1,25 @@
+"""Shared state behind one atomic interface: memory (default) or Redis (replicas)."""
+
+from brickwork.state.base import (
+    BreakerMode,
+    BreakerOutcome,
+    BreakerPermit,
+    BreakerSnapshot,
+    Reservation,
+    StateBackend,
+    WindowGrant,
+    WindowItem,
+)
+from brickwork.state.memory import MemoryState
+
+__all__ = [
+    "BreakerMode",
+    "BreakerOutcome",
+    "BreakerPermit",
+    "BreakerSnapshot",
+    "MemoryState",
+    "Reservation",
+    "StateBackend",
+    "WindowGrant",
+    "WindowItem",
+]

@@ -1,0 +1,172 @@
+"""The pure algorithms behind the state operations: a sliding-window log and the
+circuit-breaker state machine.
+
+They hold no locks and do no I/O. The memory backend runs them under a lock; a
+Redis backend runs the same steps inside one Lua script. Keeping them here, apart
+from storage, lets the property tests check them against simple reference models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from brickwork.contracts.policy import BreakerPolicy
+from brickwork.state.base import BreakerMode, BreakerOutcome, BreakerPermit, BreakerSnapshot
+
+__all__ = ["BreakerMachine", "SlidingLog", "p95"]
+
+
+@dataclass
+class SlidingLog:
+    """Entries ``(time, amount, id)``; an entry counts while ``now - time < window``.
+
+    A sliding log has no window edge, so a limit of N never lets 2N through
+    around a boundary the way fixed windows do.
+    """
+
+    entries: deque[list[float | str]] = field(default_factory=deque)
+    total: float = 0.0
+
+    def expire(self, now: float, window: float) -> None:
+        while self.entries and float(self.entries[0][0]) + window <= now:
+            _, amount, _ = self.entries.popleft()
+            self.total -= float(amount)
+        if not self.entries:
+            self.total = 0.0  # no float drift once empty
+
+    def fits(self, amount: float, limit: float) -> bool:
+        return self.total + amount <= limit + 1e-9
+
+    def retry_after(self, amount: float, limit: float, now: float, window: float) -> float | None:
+        """Seconds until ``amount`` fits, assuming nothing else is added."""
+        if amount > limit:
+            return None
+        need = self.total + amount - limit
+        freed = 0.0
+        for ts, entry_amount, _ in self.entries:
+            freed += float(entry_amount)
+            if freed >= need - 1e-9:
+                return max(0.0, float(ts) + window - now)
+        return 0.0
+
+    def add(self, now: float, amount: float, entry: str) -> None:
+        self.entries.append([now, amount, entry])
+        self.total += amount
+
+    def remove(self, entry: str) -> None:
+        for item in self.entries:
+            if item[2] == entry:
+                self.total -= float(item[1])
+                self.entries.remove(item)
+                return
+
+    def adjust(self, entry: str, amount: float) -> None:
+        for item in self.entries:
+            if item[2] == entry:
+                self.total += amount - float(item[1])
+                item[1] = amount
+                return
+
+
+def p95(values: list[float]) -> float | None:
+    """Nearest-rank 95th percentile."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+@dataclass
+class BreakerMachine:
+    """Closed → open on a failure ratio or a p95 latency objective over a window;
+    open → half-open after ``open_for``; half-open hands out exactly
+    ``half_open_trials`` trial calls and closes only when all of them succeed.
+    """
+
+    mode: BreakerMode = "closed"
+    opened_at: float = 0.0
+    outcomes: deque[tuple[float, bool, float]] = field(default_factory=deque)
+    trials_started: int = 0
+    trials_ok: int = 0
+
+    def _prune(self, now: float, policy: BreakerPolicy) -> None:
+        while self.outcomes and self.outcomes[0][0] + policy.window <= now:
+            self.outcomes.popleft()
+
+    def _advance(self, now: float, policy: BreakerPolicy) -> None:
+        if self.mode == "open" and now >= self.opened_at + policy.open_for:
+            self.mode = "half_open"
+            self.trials_started = 0
+            self.trials_ok = 0
+
+    def _open(self, now: float) -> None:
+        self.mode = "open"
+        self.opened_at = now
+        self.outcomes.clear()
+        self.trials_started = 0
+        self.trials_ok = 0
+
+    def acquire(self, now: float, policy: BreakerPolicy) -> BreakerPermit:
+        self._advance(now, policy)
+        if self.mode == "closed":
+            return BreakerPermit(True, "closed")
+        if self.mode == "open":
+            return BreakerPermit(False, "open", retry_after=self.opened_at + policy.open_for - now)
+        if self.trials_started < policy.half_open_trials:
+            self.trials_started += 1
+            return BreakerPermit(True, "half_open", trial=True)
+        return BreakerPermit(False, "half_open", retry_after=min(1.0, policy.open_for))
+
+    def record(
+        self,
+        now: float,
+        policy: BreakerPolicy,
+        outcome: BreakerOutcome,
+        latency: float,
+        trial: bool,
+    ) -> BreakerMode:
+        self._advance(now, policy)
+        slow = policy.latency_p95 is not None and latency > policy.latency_p95
+        if trial:
+            if self.mode != "half_open":
+                return self.mode  # a trial from an earlier half-open period
+            if outcome == "ignored":
+                self.trials_started = max(0, self.trials_started - 1)
+            elif outcome == "failure" or slow:
+                self._open(now)
+            else:
+                self.trials_ok += 1
+                if self.trials_ok >= policy.half_open_trials:
+                    self.mode = "closed"
+                    self.outcomes.clear()
+            return self.mode
+        if self.mode != "closed" or outcome == "ignored":
+            return self.mode  # began before the breaker opened: already judged
+        self.outcomes.append((now, outcome == "failure", latency))
+        self._prune(now, policy)
+        if len(self.outcomes) >= policy.min_calls and self._tripped(policy):
+            self._open(now)
+        return self.mode
+
+    def _tripped(self, policy: BreakerPolicy) -> bool:
+        failures = sum(1 for _, failed, _ in self.outcomes if failed)
+        if failures / len(self.outcomes) >= policy.failure_ratio:
+            return True
+        if policy.latency_p95 is not None:
+            observed = p95([latency for _, _, latency in self.outcomes])
+            return observed is not None and observed > policy.latency_p95
+        return False
+
+    def snapshot(self, now: float, policy: BreakerPolicy) -> BreakerSnapshot:
+        self._advance(now, policy)
+        self._prune(now, policy)
+        retry_after = self.opened_at + policy.open_for - now if self.mode == "open" else None
+        return BreakerSnapshot(
+            mode=self.mode,
+            calls=len(self.outcomes),
+            failures=sum(1 for _, failed, _ in self.outcomes if failed),
+            p95=p95([latency for _, _, latency in self.outcomes]),
+            retry_after=retry_after,
+        )

@@ -1,0 +1,136 @@
+"""The state interface: every shared counter, window, breaker, cache entry and budget.
+
+Each operation is atomic on its own — check-and-add, reserve/settle — so that a
+Redis implementation can do each one in a single round trip (a Lua script) and a
+limit of N holds across replicas. No caller ever reads a value and writes it back.
+
+Times passed in are wall-clock seconds from the caller's injected clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from brickwork.contracts.policy import BreakerPolicy
+
+__all__ = [
+    "BreakerMode",
+    "BreakerOutcome",
+    "BreakerPermit",
+    "BreakerSnapshot",
+    "Reservation",
+    "StateBackend",
+    "WindowGrant",
+    "WindowItem",
+]
+
+BreakerMode = Literal["closed", "open", "half_open"]
+#: ``ignored``: the call ended for a reason that says nothing about the plugin's
+#: health (bad input, cancelled by the caller); a trial slot it held is given back.
+BreakerOutcome = Literal["success", "failure", "ignored"]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowItem:
+    """Add ``amount`` under ``key`` if the sliding-window sum stays ≤ ``limit``."""
+
+    key: str
+    amount: float
+    limit: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGrant:
+    """Result of :meth:`StateBackend.window_acquire`.
+
+    ``entry`` identifies the added entries (to refund or adjust them). When refused,
+    ``key`` names the first full window and ``retry_after`` says when enough of it
+    expires (``None`` if the amount can never fit).
+    """
+
+    allowed: bool
+    entry: str = ""
+    key: str = ""
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerPermit:
+    allowed: bool
+    mode: BreakerMode
+    trial: bool = False
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    mode: BreakerMode
+    calls: int
+    failures: int
+    p95: float | None
+    retry_after: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Result of :meth:`StateBackend.reserve`: ``id`` is empty when refused."""
+
+    allowed: bool
+    id: str
+    used: float
+    limit: float
+
+
+class StateBackend(Protocol):
+    """Shared state for policies. Implementations: memory (default), Redis."""
+
+    async def window_acquire(self, items: Sequence[WindowItem], *, window: float, now: float) -> WindowGrant:
+        """All or nothing: add every item, or none and say which window is full."""
+        ...
+
+    async def window_release(self, keys: Sequence[str], entry: str) -> None:
+        """Refund an acquired entry (the request was refused further on)."""
+        ...
+
+    async def window_adjust(self, key: str, entry: str, amount: float) -> None:
+        """Set the amount of an acquired entry (tokens known after the call)."""
+        ...
+
+    async def breaker_acquire(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerPermit:
+        """May a call start? In half-open, hands out exactly ``half_open_trials`` trials."""
+        ...
+
+    async def breaker_record(
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        *,
+        now: float,
+        outcome: BreakerOutcome,
+        latency: float,
+        trial: bool,
+    ) -> BreakerMode:
+        """Record how a permitted call ended; returns the mode after it."""
+        ...
+
+    async def breaker_snapshot(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerSnapshot: ...
+
+    async def cache_get(self, key: str, *, now: float) -> bytes | None: ...
+
+    async def cache_set(self, key: str, value: bytes, *, ttl: float, now: float) -> None: ...
+
+    async def reserve(self, key: str, amount: float, *, limit: float, ttl: float, now: float) -> Reservation:
+        """Reserve ``amount`` if used + reserved + amount ≤ ``limit``."""
+        ...
+
+    async def settle(self, key: str, reservation: str, actual: float, *, now: float) -> None:
+        """Replace a reservation by what was actually spent (0 to cancel it)."""
+        ...
+
+    async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:
+        """Add to a counter and return its new value."""
+        ...
+
+    async def aclose(self) -> None: ...

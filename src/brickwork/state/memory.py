@@ -1,0 +1,161 @@
+"""In-process state: the default for one machine.
+
+Every operation runs to completion under one lock without awaiting, so it is
+atomic for coroutines on the event loop and for threads alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from brickwork.contracts.policy import BreakerPolicy
+from brickwork.state.algorithms import BreakerMachine, SlidingLog
+from brickwork.state.base import (
+    BreakerMode,
+    BreakerOutcome,
+    BreakerPermit,
+    BreakerSnapshot,
+    Reservation,
+    WindowGrant,
+    WindowItem,
+)
+
+__all__ = ["MemoryState"]
+
+
+@dataclass
+class _Budget:
+    expires_at: float
+    used: float = 0.0
+    reserved: dict[str, float] = field(default_factory=dict)
+
+
+class MemoryState:
+    """The :class:`~brickwork.state.base.StateBackend` for a single process.
+
+    Args:
+        max_cache_entries: least recently used entries are dropped past this.
+    """
+
+    def __init__(self, *, max_cache_entries: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._windows: dict[str, SlidingLog] = {}
+        self._breakers: dict[str, BreakerMachine] = {}
+        self._cache: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max_cache = max_cache_entries
+        self._budgets: dict[str, _Budget] = {}
+        self._counters: dict[str, float] = {}
+
+    # --- sliding windows -------------------------------------------------------
+
+    async def window_acquire(self, items: Sequence[WindowItem], *, window: float, now: float) -> WindowGrant:
+        with self._lock:
+            logs = []
+            for item in items:
+                log = self._windows.setdefault(item.key, SlidingLog())
+                log.expire(now, window)
+                if not log.fits(item.amount, item.limit):
+                    wait = log.retry_after(item.amount, item.limit, now, window)
+                    return WindowGrant(False, key=item.key, retry_after=wait)
+                logs.append((log, item.amount))
+            entry = f"w{next(self._ids)}"
+            for log, amount in logs:
+                log.add(now, amount, entry)
+            return WindowGrant(True, entry=entry)
+
+    async def window_release(self, keys: Sequence[str], entry: str) -> None:
+        with self._lock:
+            for key in keys:
+                log = self._windows.get(key)
+                if log is not None:
+                    log.remove(entry)
+
+    async def window_adjust(self, key: str, entry: str, amount: float) -> None:
+        with self._lock:
+            log = self._windows.get(key)
+            if log is not None:
+                log.adjust(entry, amount)
+
+    # --- circuit breakers ------------------------------------------------------
+
+    async def breaker_acquire(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerPermit:
+        with self._lock:
+            return self._breakers.setdefault(key, BreakerMachine()).acquire(now, policy)
+
+    async def breaker_record(
+        self,
+        key: str,
+        policy: BreakerPolicy,
+        *,
+        now: float,
+        outcome: BreakerOutcome,
+        latency: float,
+        trial: bool,
+    ) -> BreakerMode:
+        with self._lock:
+            machine = self._breakers.setdefault(key, BreakerMachine())
+            return machine.record(now, policy, outcome, latency, trial)
+
+    async def breaker_snapshot(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerSnapshot:
+        with self._lock:
+            return self._breakers.setdefault(key, BreakerMachine()).snapshot(now, policy)
+
+    # --- cache -----------------------------------------------------------------
+
+    async def cache_get(self, key: str, *, now: float) -> bytes | None:
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None:
+                return None
+            if hit[0] <= now:
+                del self._cache[key]
+                return None
+            self._cache.move_to_end(key)
+            return hit[1]
+
+    async def cache_set(self, key: str, value: bytes, *, ttl: float, now: float) -> None:
+        with self._lock:
+            self._cache[key] = (now + ttl, value)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._max_cache:
+                self._cache.popitem(last=False)
+
+    # --- budgets ---------------------------------------------------------------
+
+    def _budget(self, key: str, ttl: float, now: float) -> _Budget:
+        budget = self._budgets.get(key)
+        if budget is None or budget.expires_at <= now:
+            budget = self._budgets[key] = _Budget(expires_at=now + ttl)
+        return budget
+
+    async def reserve(self, key: str, amount: float, *, limit: float, ttl: float, now: float) -> Reservation:
+        with self._lock:
+            budget = self._budget(key, ttl, now)
+            used = budget.used + sum(budget.reserved.values())
+            if used + amount > limit + 1e-12:
+                return Reservation(False, "", used, limit)
+            rid = f"r{next(self._ids)}"
+            budget.reserved[rid] = amount
+            return Reservation(True, rid, used + amount, limit)
+
+    async def settle(self, key: str, reservation: str, actual: float, *, now: float) -> None:
+        with self._lock:
+            budget = self._budgets.get(key)
+            if budget is None:
+                return
+            budget.reserved.pop(reservation, None)
+            budget.used += actual
+
+    async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:
+        with self._lock:
+            value = self._counters.get(key, 0.0) + amount
+            self._counters[key] = value
+            return value
+
+    async def aclose(self) -> None:
+        return None
