@@ -13,10 +13,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from brickwork.contracts.errors import BrickworkError, ConfigFileError
 from brickwork.contracts.policy import Policy
@@ -26,6 +34,9 @@ from brickwork.contracts.refs import LABEL_RE, NAME_RE, PluginRef, Version
 __all__ = ["Config", "PluginConfig", "ProviderConfig", "RouteRule", "load_config"]
 
 _SECRET_WORDS = ("key", "secret", "password", "token")
+
+
+PluginName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
 
 
 class _Strict(BaseModel):
@@ -103,16 +114,17 @@ class ProviderConfig(_Strict):
     timeout: float = Field(default=60.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("options")
+    @model_validator(mode="before")
     @classmethod
-    def _no_secrets(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key in value:
-            if any(word in key.lower() for word in _SECRET_WORDS):
-                raise ValueError(
-                    f"{key!r} looks like a secret: secrets come from environment variables "
-                    "(set api_key_env to the variable's name)"
-                )
-        return value
+    def _no_secrets(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in [*data, *(data.get("options") or {})]:
+                if key != "api_key_env" and any(w in str(key).lower() for w in _SECRET_WORDS):
+                    raise ValueError(
+                        f"{key!r} looks like a secret: secrets come from environment variables "
+                        "only (set api_key_env to the variable's name)"
+                    )
+        return data
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -129,19 +141,11 @@ class RuntimeConfig(_Strict):
 
 
 class Config(_Strict):
-    plugins: dict[str, PluginConfig] = Field(default_factory=dict)
+    plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
-
-    @field_validator("plugins")
-    @classmethod
-    def _names(cls, value: dict[str, PluginConfig]) -> dict[str, PluginConfig]:
-        for name in value:
-            if not NAME_RE.match(name):
-                raise ValueError(f"bad plugin name {name!r}")
-        return value
 
     @field_validator("prices")
     @classmethod

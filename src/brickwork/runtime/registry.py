@@ -121,6 +121,8 @@ class Registry:
         return entry
 
     def _add(self, cls: type[AnyPlugin], source: str, *, check_refs: bool) -> PluginEntry | None:
+        if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+            raise PluginValidationError(f"{cls!r} is not a subclass of brickwork.Plugin")
         name = getattr(cls, "name", None)
         settings = self._settings.get(name or "", PluginSettings())
         try:

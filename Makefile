@@ -1,0 +1,38 @@
+# The two commands of the README's quick start:
+#   make demo   set up .venv and run the sentiment plugin on the embedded default
+#   make test   set up .venv and run lint, types and the test suite
+# `make test-slow` runs the soak/load tests kept out of the default run.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-slow lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml tests/fixtures/brickwork-hello/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# a third-party plugin package, installed the way a user installs one
+	$(BIN)/python -m pip install -q --no-deps ./tests/fixtures/brickwork-hello
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/brickwork run sentiment "The battery life is great, but the screen is awful."
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+test-slow: setup
+	$(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
