@@ -84,6 +84,6 @@ class CircuitBreaker:
                     now=self.clock.time(),
                     outcome=outcome_of(error),
                     latency=self.clock.now() - started,
-                    trial=permit.trial,
+                    permit=permit,
                 )
             )

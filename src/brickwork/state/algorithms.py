@@ -8,6 +8,7 @@ from storage, lets the property tests check them against simple reference models
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class SlidingLog:
         for ts, entry_amount, _ in self.entries:
             freed += float(entry_amount)
             if freed >= need - 1e-9:
-                return max(0.0, float(ts) + window - now)
+                return _until(now, float(ts) + window)
         return 0.0
 
     def add(self, now: float, amount: float, entry: str) -> None:
@@ -83,6 +84,11 @@ class BreakerMachine:
     """Closed → open on a failure ratio or a p95 latency objective over a window;
     open → half-open after ``open_for``; half-open hands out exactly
     ``half_open_trials`` trial calls and closes only when all of them succeed.
+
+    ``generation`` goes up at every change of mode. A permit carries the generation
+    it was given in, and an outcome counts only while that generation lasts: a
+    call that began before the breaker opened, or in an earlier half-open spell,
+    can neither trip the fresh closed window nor free a trial slot that is not its own.
     """
 
     mode: BreakerMode = "closed"
@@ -90,33 +96,49 @@ class BreakerMachine:
     outcomes: deque[tuple[float, bool, float]] = field(default_factory=deque)
     trials_started: int = 0
     trials_ok: int = 0
+    generation: int = 0
+    # Kept in step with ``outcomes`` so that a verdict costs O(log n), not O(n):
+    # a breaker is consulted on every call of a busy plugin.
+    failures: int = 0
+    latencies: list[float] = field(default_factory=list)  # sorted
 
     def _prune(self, now: float, policy: BreakerPolicy) -> None:
         while self.outcomes and self.outcomes[0][0] + policy.window <= now:
-            self.outcomes.popleft()
+            _, failed, latency = self.outcomes.popleft()
+            self.failures -= failed
+            del self.latencies[bisect.bisect_left(self.latencies, latency)]
+
+    def _add(self, now: float, failed: bool, latency: float) -> None:
+        self.outcomes.append((now, failed, latency))
+        self.failures += failed
+        bisect.insort(self.latencies, latency)
+
+    def _enter(self, mode: BreakerMode) -> None:
+        self.mode = mode
+        self.generation += 1
+        self.outcomes.clear()
+        self.failures = 0
+        self.latencies.clear()
+        self.trials_started = 0
+        self.trials_ok = 0
 
     def _advance(self, now: float, policy: BreakerPolicy) -> None:
         if self.mode == "open" and now >= self.opened_at + policy.open_for:
-            self.mode = "half_open"
-            self.trials_started = 0
-            self.trials_ok = 0
+            self._enter("half_open")
 
     def _open(self, now: float) -> None:
-        self.mode = "open"
+        self._enter("open")
         self.opened_at = now
-        self.outcomes.clear()
-        self.trials_started = 0
-        self.trials_ok = 0
 
     def acquire(self, now: float, policy: BreakerPolicy) -> BreakerPermit:
         self._advance(now, policy)
         if self.mode == "closed":
-            return BreakerPermit(True, "closed")
+            return BreakerPermit(True, "closed", generation=self.generation)
         if self.mode == "open":
-            return BreakerPermit(False, "open", retry_after=self.opened_at + policy.open_for - now)
+            return BreakerPermit(False, "open", retry_after=_until(now, self.opened_at + policy.open_for))
         if self.trials_started < policy.half_open_trials:
             self.trials_started += 1
-            return BreakerPermit(True, "half_open", trial=True)
+            return BreakerPermit(True, "half_open", trial=True, generation=self.generation)
         return BreakerPermit(False, "half_open", retry_after=min(1.0, policy.open_for))
 
     def record(
@@ -125,13 +147,14 @@ class BreakerMachine:
         policy: BreakerPolicy,
         outcome: BreakerOutcome,
         latency: float,
-        trial: bool,
+        generation: int,
     ) -> BreakerMode:
+        """Count the outcome of a call permitted in ``generation``."""
         self._advance(now, policy)
-        slow = policy.latency_p95 is not None and latency > policy.latency_p95
-        if trial:
-            if self.mode != "half_open":
-                return self.mode  # a trial from an earlier half-open period
+        if generation != self.generation:
+            return self.mode  # began in an earlier period: already judged
+        if self.mode == "half_open":
+            slow = policy.latency_p95 is not None and latency > policy.latency_p95
             if outcome == "ignored":
                 self.trials_started = max(0, self.trials_started - 1)
             elif outcome == "failure" or slow:
@@ -139,34 +162,47 @@ class BreakerMachine:
             else:
                 self.trials_ok += 1
                 if self.trials_ok >= policy.half_open_trials:
-                    self.mode = "closed"
-                    self.outcomes.clear()
+                    self._enter("closed")
             return self.mode
         if self.mode != "closed" or outcome == "ignored":
-            return self.mode  # began before the breaker opened: already judged
-        self.outcomes.append((now, outcome == "failure", latency))
+            return self.mode
+        self._add(now, outcome == "failure", latency)
         self._prune(now, policy)
         if len(self.outcomes) >= policy.min_calls and self._tripped(policy):
             self._open(now)
         return self.mode
 
+    def _p95(self) -> float | None:
+        if not self.latencies:
+            return None
+        return self.latencies[max(0, math.ceil(0.95 * len(self.latencies)) - 1)]
+
     def _tripped(self, policy: BreakerPolicy) -> bool:
-        failures = sum(1 for _, failed, _ in self.outcomes if failed)
-        if failures / len(self.outcomes) >= policy.failure_ratio:
+        if self.failures / len(self.outcomes) >= policy.failure_ratio:
             return True
         if policy.latency_p95 is not None:
-            observed = p95([latency for _, _, latency in self.outcomes])
+            observed = self._p95()
             return observed is not None and observed > policy.latency_p95
         return False
 
     def snapshot(self, now: float, policy: BreakerPolicy) -> BreakerSnapshot:
         self._advance(now, policy)
         self._prune(now, policy)
-        retry_after = self.opened_at + policy.open_for - now if self.mode == "open" else None
+        retry_after = _until(now, self.opened_at + policy.open_for) if self.mode == "open" else None
         return BreakerSnapshot(
             mode=self.mode,
             calls=len(self.outcomes),
-            failures=sum(1 for _, failed, _ in self.outcomes if failed),
-            p95=p95([latency for _, _, latency in self.outcomes]),
+            failures=self.failures,
+            p95=self._p95(),
             retry_after=retry_after,
         )
+
+
+def _until(now: float, when: float) -> float:
+    """Seconds from ``now`` to ``when``, rounded up so that ``now + result >= when``
+    holds in floating point too: a caller who waits exactly that long is in time.
+    """
+    wait = max(0.0, when - now)
+    while now + wait < when:
+        wait = math.nextafter(wait, math.inf)
+    return wait

@@ -46,8 +46,9 @@ class WindowGrant:
     """Result of :meth:`StateBackend.window_acquire`.
 
     ``entry`` identifies the added entries (to refund or adjust them). When refused,
-    ``key`` names the first full window and ``retry_after`` says when enough of it
-    expires (``None`` if the amount can never fit).
+    ``retry_after`` says when every full window has room again, if nothing else is
+    added (``None`` if an amount can never fit), and ``key`` names the full window
+    that decides it.
     """
 
     allowed: bool
@@ -58,10 +59,17 @@ class WindowGrant:
 
 @dataclass(frozen=True, slots=True)
 class BreakerPermit:
+    """Result of :meth:`StateBackend.breaker_acquire`; hand it back to ``breaker_record``.
+
+    ``generation`` names the breaker period (closed, or one half-open spell) the
+    call started in: its outcome counts only while that period lasts.
+    """
+
     allowed: bool
     mode: BreakerMode
     trial: bool = False
     retry_after: float | None = None
+    generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +118,13 @@ class StateBackend(Protocol):
         now: float,
         outcome: BreakerOutcome,
         latency: float,
-        trial: bool,
+        permit: BreakerPermit,
     ) -> BreakerMode:
-        """Record how a permitted call ended; returns the mode after it."""
+        """Record how a permitted call ended; returns the mode after it.
+
+        An outcome from an earlier period than the current one (the breaker opened,
+        or reopened, since ``permit`` was given) changes nothing: it was already judged.
+        """
         ...
 
     async def breaker_snapshot(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerSnapshot: ...
@@ -126,7 +138,10 @@ class StateBackend(Protocol):
         ...
 
     async def settle(self, key: str, reservation: str, actual: float, *, now: float) -> None:
-        """Replace a reservation by what was actually spent (0 to cancel it)."""
+        """Replace a reservation by what was actually spent (0 to cancel it).
+
+        Idempotent: settling a reservation that is already settled changes nothing.
+        """
         ...
 
     async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:

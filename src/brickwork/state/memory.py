@@ -7,6 +7,7 @@ atomic for coroutines on the event loop and for threads alike.
 from __future__ import annotations
 
 import itertools
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -56,13 +57,18 @@ class MemoryState:
     async def window_acquire(self, items: Sequence[WindowItem], *, window: float, now: float) -> WindowGrant:
         with self._lock:
             logs = []
+            full: list[tuple[str, float | None]] = []
             for item in items:
                 log = self._windows.setdefault(item.key, SlidingLog())
                 log.expire(now, window)
-                if not log.fits(item.amount, item.limit):
-                    wait = log.retry_after(item.amount, item.limit, now, window)
-                    return WindowGrant(False, key=item.key, retry_after=wait)
-                logs.append((log, item.amount))
+                if log.fits(item.amount, item.limit):
+                    logs.append((log, item.amount))
+                else:
+                    full.append((item.key, log.retry_after(item.amount, item.limit, now, window)))
+            if full:
+                # Every full window must have room again before a retry can pass.
+                key, wait = max(full, key=lambda kw: math.inf if kw[1] is None else kw[1])
+                return WindowGrant(False, key=key, retry_after=wait)
             entry = f"w{next(self._ids)}"
             for log, amount in logs:
                 log.add(now, amount, entry)
@@ -95,11 +101,11 @@ class MemoryState:
         now: float,
         outcome: BreakerOutcome,
         latency: float,
-        trial: bool,
+        permit: BreakerPermit,
     ) -> BreakerMode:
         with self._lock:
             machine = self._breakers.setdefault(key, BreakerMachine())
-            return machine.record(now, policy, outcome, latency, trial)
+            return machine.record(now, policy, outcome, latency, permit.generation)
 
     async def breaker_snapshot(self, key: str, policy: BreakerPolicy, *, now: float) -> BreakerSnapshot:
         with self._lock:
@@ -148,7 +154,8 @@ class MemoryState:
             budget = self._budgets.get(key)
             if budget is None:
                 return
-            budget.reserved.pop(reservation, None)
+            if budget.reserved.pop(reservation, None) is None:
+                return  # settled already (a retried call): count it once
             budget.used += actual
 
     async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:

@@ -15,8 +15,9 @@ class FakeClock:
     """A :class:`~brickwork.contracts.clock.Clock` whose time moves only when told.
 
     ``sleep`` and ``timeout`` wait on fake time. Call :meth:`advance` to move it,
-    or pass ``autojump=True`` so that each ``sleep`` moves time forward by its own
-    length at once (handy for sequential code such as retries).
+    or pass ``autojump=True`` so that each ``sleep`` moves time forward by itself,
+    from timer to timer up to its own end (handy for sequential code such as
+    retries): a timeout due earlier fires at its own moment and ends the sleep there.
 
     Attributes:
         sleeps: every duration passed to :meth:`sleep`, in order.
@@ -63,8 +64,18 @@ class FakeClock:
 
         self.call_at(self._now + seconds, wake)
         if self.autojump:
-            self.advance(seconds)
+            await self._jump_until(future)
         await future
+
+    async def _jump_until(self, future: asyncio.Future[None]) -> None:
+        # Move from timer to timer rather than straight to our own wake-up, letting
+        # ready tasks run before each step: a timeout or another sleeper due earlier
+        # then acts at its own moment, and a timeout cancels us here, mid-sleep.
+        while not future.done():
+            await self.settle()
+            if future.done():
+                return
+            self.advance(max(0.0, self._timers[0][0] - self._now))
 
     def timeout(self, seconds: float | None) -> AbstractAsyncContextManager[object]:
         return _fake_timeout(self, seconds)
@@ -81,14 +92,18 @@ async def _fake_timeout(clock: FakeClock, seconds: float | None) -> AsyncIterato
     # moment it fires comes from fake time.
     async with asyncio.timeout(None) as cm:
         active = True
-        if seconds is not None:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if seconds is not None and seconds <= 0:
+            # Already due, as with asyncio.timeout(0): fires at the next loop
+            # iteration, without waiting for anyone to move fake time.
+            cm.reschedule(loop.time())
+        elif seconds is not None:
 
             def fire() -> None:
                 if active and cm.expired() is False:
                     cm.reschedule(loop.time())
 
-            clock.call_at(clock.now() + max(0.0, seconds), fire)
+            clock.call_at(clock.now() + seconds, fire)
         try:
             yield
         finally:
