@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from brickwork.contracts.errors import PermissionDeniedError, PluginValidationError
+from brickwork.contracts.errors import (
+    BrickworkError,
+    InputValidationError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    PluginFailedError,
+    PluginNotFoundError,
+    PluginValidationError,
+)
 from brickwork.contracts.refs import PluginRef
 from brickwork.contracts.request import Envelope, Request
 from brickwork.policies.timeout import Deadline
@@ -77,7 +85,16 @@ class RunContext:
         return prompt_environment().from_string(prompt.template).render(**variables)
 
     async def call(self, ref: str, input: Mapping[str, Any] | BaseModel | str) -> Envelope:
-        target = PluginRef.parse(ref)
+        """Call another plugin through the orchestrator, with its own policies.
+
+        Its usage, cost and models count for this run too. A call this plugin got
+        wrong (a bad ref, an unknown plugin, an input the callee refuses) is this
+        plugin's failure (``plugin_failed``), never blamed on the user's input.
+        """
+        try:
+            target = PluginRef.parse(ref)
+        except InvalidRequestError as exc:
+            raise self._bad_call(ref, exc) from exc
         allowed = [p[5:] for p in self._entry.cls.permissions if p.startswith("call:")]
         if not any(fnmatchcase(target.name, pattern) for pattern in allowed):
             raise PermissionDeniedError(
@@ -99,10 +116,21 @@ class RunContext:
             subject=self._request.subject,
             cache_bypass=self._request.cache_bypass,
         )
-        envelope = await self._dispatch(child, Frame(self._frame.stack, self._trace_id, self._deadline))
+        try:
+            envelope = await self._dispatch(child, Frame(self._frame.stack, self._trace_id, self._deadline))
+        except (InputValidationError, InvalidRequestError, PluginNotFoundError) as exc:
+            raise self._bad_call(ref, exc) from exc
         self._account.usage.add(envelope.usage)
         self._account.cost += envelope.cost
+        self._account.models.extend(m for m in envelope.models if m not in self._account.models)
         return envelope
+
+    def _bad_call(self, ref: str, exc: BrickworkError) -> PluginFailedError:
+        return PluginFailedError(
+            f"{self._entry.ref} made a bad call to {ref!r}: {exc}",
+            plugin=self._entry.ref,
+            details={"call": exc.to_dict()},
+        )
 
     def warn(self, message: str) -> None:
         self._account.warnings.append(message)

@@ -7,10 +7,11 @@ before and settled after, and the next model of the fallback chain when one fail
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,7 +38,7 @@ from brickwork.contracts.provider import (
     estimate_tokens,
 )
 from brickwork.policies.breaker import CircuitBreaker
-from brickwork.policies.budget import Budget
+from brickwork.policies.budget import Budget, BudgetHold
 from brickwork.policies.retry import Retry
 from brickwork.policies.timeout import Deadline
 from brickwork.state.base import StateBackend
@@ -135,6 +136,7 @@ class BoundModel:
         self.deadline = deadline
         self.account = account
         self.rng = rng
+        self._streams: set[AsyncGenerator[StreamChunk, None]] = set()
 
     def _check(self, permission: str) -> None:
         if permission not in self.permissions:
@@ -173,15 +175,40 @@ class BoundModel:
 
         return await self._over_chain(one)
 
-    async def stream(
+    def stream(
         self,
         messages: str | Sequence[Message],
         *,
         max_tokens: int = 256,
         temperature: float = 0.0,
     ) -> AsyncIterator[StreamChunk]:
-        """Stream from the first model whose stream opens; no fallback once tokens flowed."""
+        """Stream from the first model whose stream opens; no fallback once tokens flowed.
+
+        The budget is reserved before the stream opens and settled with what it used.
+        A stream the plugin stops reading is closed, and accounted for, when the run
+        ends (see :meth:`aclose`); without a usage report from the provider, input
+        tokens are estimated and each chunk counts as one output token.
+        """
         self._check("model")
+        stream = self._stream(messages, max_tokens=max_tokens, temperature=temperature)
+        self._streams.add(stream)
+        return stream
+
+    async def aclose(self) -> None:
+        """Close the streams the plugin left open, settling what they spent.
+
+        (Closing a stream that already ended does nothing; a run's streams are few.)
+        """
+        while self._streams:
+            stream = self._streams.pop()
+            # One still being read by a task the plugin left behind cannot be closed
+            # from here; its own ``finally`` settles it when that task ends.
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()
+
+    async def _stream(
+        self, messages: str | Sequence[Message], *, max_tokens: int, temperature: float
+    ) -> AsyncGenerator[StreamChunk, None]:
         msgs = _messages(messages)
         errors: list[BrickworkError] = []
         for model_id in self.chain:
@@ -189,25 +216,55 @@ class BoundModel:
             request = CompletionRequest(
                 model=model_id.model, messages=msgs, max_tokens=max_tokens, temperature=temperature
             )
-            usage = Usage(calls=1)
+            estimate = Usage(
+                input_tokens=estimate_tokens([m.content for m in msgs]), output_tokens=max_tokens
+            )
+            price = self.providers.price(model_id)
+            usage: Usage | None = None
+            received = 0
             started = False
             try:
-                async with self.clock.timeout(self.deadline.remaining()):
-                    async for chunk in provider.stream(request):
-                        started = True
-                        if chunk.usage is not None:
-                            usage = chunk.usage.model_copy(update={"calls": 1})
-                        yield chunk
+                hold = await self._reserve(price.cost(estimate))
+                try:
+                    # Only the wait for each chunk is timed, never the ``yield``: a
+                    # timeout around a yield would fire in the consumer's code, where
+                    # it cannot be told from a cancellation of the whole request.
+                    chunks = provider.stream(request).__aiter__()
+                    try:
+                        while True:
+                            try:
+                                async with self.clock.timeout(self.deadline.remaining()):
+                                    chunk = await chunks.__anext__()
+                            except StopAsyncIteration:
+                                break
+                            except TimeoutError:
+                                raise ProviderTimeoutError(
+                                    f"stream from {model_id} passed the run's deadline", plugin=self.plugin
+                                ) from None
+                            started = True
+                            received += 1
+                            if chunk.usage is not None:
+                                usage = chunk.usage.model_copy(update={"calls": 1})
+                            yield chunk
+                    finally:
+                        close = getattr(chunks, "aclose", None)
+                        if close is not None:
+                            await close()
+                finally:
+                    # Tokens that flowed were paid for, whether or not the stream ended well.
+                    spent = 0.0
+                    if started:
+                        if usage is None:
+                            usage = Usage(input_tokens=estimate.input_tokens, output_tokens=received)
+                        usage = usage.model_copy(update={"calls": 1})
+                        self._account(model_id, usage, price)
+                        spent = price.cost(usage)
+                    await self._settle(hold, spent)
             except BrickworkError as exc:
                 if started or exc.code not in self.policy.fallback.on:
                     raise
                 errors.append(exc)
                 continue
-            except TimeoutError:
-                raise ProviderTimeoutError(
-                    f"stream from {model_id} passed the run's deadline", plugin=self.plugin
-                ) from None
-            self._account(model_id, usage)
             return
         raise self._exhausted(errors)
 
@@ -231,7 +288,7 @@ class BoundModel:
 
     async def _over_chain(self, one: Callable[[ModelId, Provider], Awaitable[T]]) -> T:
         errors: list[BrickworkError] = []
-        for model_id in self.chain:
+        for position, model_id in enumerate(self.chain):
             try:
                 provider = self.providers.get(model_id)
                 return await self._guarded(model_id, functools.partial(one, model_id, provider))
@@ -239,7 +296,8 @@ class BoundModel:
                 if exc.code not in self.policy.fallback.on or len(self.chain) == 1:
                     raise
                 errors.append(exc)
-                self.account.warnings.append(f"model {model_id} failed ({exc.code}); trying next")
+                if position < len(self.chain) - 1:
+                    self.account.warnings.append(f"model {model_id} failed ({exc.code}); trying next")
         raise self._exhausted(errors)
 
     def _exhausted(self, errors: list[BrickworkError]) -> BrickworkError:
@@ -282,10 +340,7 @@ class BoundModel:
 
     async def _metered(self, model_id: ModelId, estimate: Usage, call: Callable[[], Awaitable[T]]) -> T:
         price = self.providers.price(model_id)
-        hold = None
-        if self.policy.budget is not None:
-            budget = Budget(self.policy.budget, self.state, self.clock)
-            hold = await budget.reserve(self.plugin, self.tenant, price.cost(estimate))
+        hold = await self._reserve(price.cost(estimate))
         actual = 0.0
         try:
             result = await call()
@@ -295,8 +350,19 @@ class BoundModel:
             self._account(model_id, usage, price)
             return result
         finally:
-            if hold is not None and self.policy.budget is not None:
-                await Budget(self.policy.budget, self.state, self.clock).settle(hold, actual)
+            await self._settle(hold, actual)
+
+    async def _reserve(self, amount: float) -> BudgetHold | None:
+        if self.policy.budget is None:
+            return None
+        # Budgets are per plugin name (× tenant): every version spends from one purse.
+        return await Budget(self.policy.budget, self.state, self.clock).reserve(
+            self.plugin.partition("@")[0], self.tenant, amount
+        )
+
+    async def _settle(self, hold: BudgetHold | None, actual: float) -> None:
+        if hold is not None and self.policy.budget is not None:
+            await Budget(self.policy.budget, self.state, self.clock).settle(hold, actual)
 
     def _account(self, model_id: ModelId, usage: Usage, price: ModelPrice | None = None) -> None:
         price = price or self.providers.price(model_id)

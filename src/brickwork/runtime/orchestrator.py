@@ -21,7 +21,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +84,6 @@ class PluginHealth:
 @dataclass
 class _Outcome:
     output: BaseModel
-    account: CallAccount
     cache_hit: bool
 
 
@@ -126,16 +125,30 @@ class Orchestrator:
 
     async def handle(self, request: Request | Mapping[str, Any]) -> Envelope:
         """Route, run and record one request. Raises a :class:`BrickworkError` on failure."""
+        trace_id = secrets.token_hex(16)
         if not isinstance(request, Request):
             try:
                 request = Request.model_validate(request)
             except ValidationError as exc:
                 problems = describe_validation_error(exc)
-                raise InvalidRequestError(
+                error = InvalidRequestError(
                     "malformed request: " + "; ".join(f"{p['loc']}: {p['msg']}" for p in problems),
                     details={"errors": problems},
-                ) from None
-        return await self._handle(request, Frame((), secrets.token_hex(16), None))
+                )
+                # Refused before the pipeline, still one record: the audit shows every request.
+                tenant = request.get("tenant") if isinstance(request, Mapping) else None
+                await self._record(
+                    CallRecord(
+                        trace_id=trace_id,
+                        tenant=tenant if isinstance(tenant, str) and tenant else "unknown",
+                        time=self.clock.time(),
+                        depth=0,
+                        outcome=error.code,
+                        error=error.message,
+                    )
+                )
+                raise error from None
+        return await self._handle(request, Frame((), trace_id, None))
 
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
@@ -178,6 +191,8 @@ class Orchestrator:
             decision = await self.router.route(request)  # 1 route
             record.route = decision
             entry = self.versions.select(decision, request)  # 2 version
+            # Named now, so that a failure's record says which version failed.
+            record.plugin, record.version = entry.name, str(entry.version)
             envelope = await self._dispatch(request, decision, entry, frame, record)  # 3–7
         except BrickworkError as exc:
             record.outcome, record.error = exc.code, exc.message
@@ -188,6 +203,13 @@ class Orchestrator:
             record.outcome = "cancelled"
             record.latency_ms = (self.clock.now() - started) * 1000
             await asyncio.shield(self._record(record))
+            raise
+        except Exception as exc:
+            # A bug outside plugin code (a routing strategy, a state backend): still
+            # one record per request. Only the type: the message may quote input.
+            record.outcome, record.error = "internal_error", type(exc).__name__
+            record.latency_ms = (self.clock.now() - started) * 1000
+            await self._record(record)
             raise
         envelope.latency_ms = record.latency_ms = (self.clock.now() - started) * 1000
         await self._record(record)  # 8 record
@@ -201,61 +223,68 @@ class Orchestrator:
         frame: Frame,
         record: CallRecord,
     ) -> Envelope:
-        """Try the chosen version, then its fallback plugins in order."""
+        """Try the chosen version, then its fallback plugins in order.
+
+        What every link spent is summed, failed links included: their model calls
+        were made and paid for, so the envelope and the record account for them.
+        """
         chain = [entry]
         for ref in entry.policy.fallback.plugins:
             chain.append(self.registry.resolve(ref))
         failed: list[tuple[PluginEntry, BrickworkError]] = []
-        for position, link in enumerate(chain):
-            self._check_stack(link, frame)
-            try:
-                outcome = await self._attempt(request, link, frame)
-            except BrickworkError as exc:
-                eligible = exc.code in entry.policy.fallback.on
-                if eligible and position < len(chain) - 1:
-                    failed.append((link, exc))
-                    log.info("%s failed (%s), falling back", link.ref, exc.code)
-                    continue
-                if failed and eligible:
-                    errors = [e for _, e in failed] + [exc]
-                    raise FallbacksExhaustedError(
-                        f"{entry.ref} and all {len(chain) - 1} fallbacks failed: "
-                        + ", ".join(f"{ln.ref} {e.code}" for ln, e in [*failed, (link, exc)]),
-                        errors=errors,
-                        plugin=entry.ref,
-                    ) from exc
-                raise
-            attempts = [
-                Attempt(plugin=ln.name, version=str(ln.version), code=e.code, message=e.message)
-                for ln, e in failed
-            ]
-            record.plugin, record.version = link.name, str(link.version)
-            record.prompt_version = link.cls.prompt_version()
-            record.models = list(outcome.account.models)
-            record.cache_hit = outcome.cache_hit
-            record.usage = outcome.account.usage
-            record.cost = outcome.account.cost
-            record.fallbacks = attempts
-            record.degraded = bool(failed)
-            warnings = list(outcome.account.warnings)
-            if failed:
-                warnings.insert(0, f"degraded: answered by {link.ref} after {entry.ref} failed")
-            return Envelope(
-                output=outcome.output.model_dump(mode="json"),
-                plugin=link.name,
-                version=str(link.version),
-                prompt_version=link.cls.prompt_version(),
-                route=decision,
-                models=outcome.account.models,
-                usage=outcome.account.usage,
-                cost=outcome.account.cost,
-                cache_hit=outcome.cache_hit,
-                degraded=bool(failed),
-                fallbacks=attempts,
-                trace_id=frame.trace_id,
-                warnings=warnings,
-            )
-        raise AssertionError("unreachable: the chain has at least one link")
+        total = CallAccount()
+        admitted: set[str] = set()  # plugin names whose quota this request already used
+        try:
+            for position, link in enumerate(chain):
+                self._check_stack(link, frame)
+                account = CallAccount()
+                try:
+                    outcome = await self._attempt(request, link, frame, account, admitted)
+                except BrickworkError as exc:
+                    eligible = exc.code in entry.policy.fallback.on
+                    if eligible and position < len(chain) - 1:
+                        failed.append((link, exc))
+                        log.info("%s failed (%s), falling back", link.ref, exc.code)
+                        continue
+                    if failed and eligible:
+                        failed.append((link, exc))
+                        raise FallbacksExhaustedError(
+                            f"{entry.ref} and all {len(chain) - 1} fallbacks failed: "
+                            + ", ".join(f"{ln.ref} {e.code}" for ln, e in failed),
+                            errors=[e for _, e in failed],
+                            plugin=entry.ref,
+                        ) from exc
+                    raise
+                finally:
+                    _add_account(total, account)
+                record.plugin, record.version = link.name, str(link.version)
+                record.prompt_version = link.cls.prompt_version()
+                record.cache_hit = outcome.cache_hit
+                record.degraded = bool(failed)
+                warnings = list(total.warnings)
+                if failed:
+                    warnings.insert(0, f"degraded: answered by {link.ref} after {entry.ref} failed")
+                return Envelope(
+                    output=outcome.output.model_dump(mode="json"),
+                    plugin=link.name,
+                    version=str(link.version),
+                    prompt_version=link.cls.prompt_version(),
+                    route=decision,
+                    models=list(total.models),
+                    usage=total.usage.model_copy(),
+                    cost=total.cost,
+                    cache_hit=outcome.cache_hit,
+                    degraded=bool(failed),
+                    fallbacks=_attempts(failed),
+                    trace_id=frame.trace_id,
+                    warnings=warnings,
+                )
+            raise AssertionError("unreachable: the chain has at least one link")
+        finally:
+            record.models = list(total.models)
+            record.usage = total.usage.model_copy()
+            record.cost = total.cost
+            record.fallbacks = _attempts(failed)
 
     def _check_stack(self, entry: PluginEntry, frame: Frame) -> None:
         if entry.ref in frame.stack:
@@ -267,15 +296,33 @@ class Orchestrator:
                 plugin=entry.ref,
             )
 
-    async def _attempt(self, request: Request, entry: PluginEntry, frame: Frame) -> _Outcome:
-        """Steps 3–7 for one plugin version."""
+    async def _attempt(
+        self,
+        request: Request,
+        entry: PluginEntry,
+        frame: Frame,
+        account: CallAccount,
+        admitted: set[str],
+    ) -> _Outcome:
+        """Steps 3–7 for one plugin version; what it spends goes into ``account``."""
         policy = entry.policy
         limiter = permit = None
-        if policy.rate_limit is not None:  # 3 admit
+        # 3 admit. Quotas are per plugin name × tenant, whatever the version: a limit
+        # of N on a capability stays N through an A/B split. A fallback to another
+        # version of the same plugin is the same request and is not counted twice.
+        if policy.rate_limit is not None and entry.name not in admitted:
             limiter = RateLimiter(policy.rate_limit, self.state, self.clock)
             tokens = estimate_tokens([canonical_json(request.input)])
-            permit = await limiter.acquire(entry.ref, request.tenant, tokens=tokens)
+            permit = await limiter.acquire(entry.name, request.tenant, tokens=tokens)
+        # Set once the request is served (cache hit, or the plugin starts). Anything
+        # that refuses it before then (input guard, bulkhead, open breaker, a
+        # cancellation in the queue) gives the quota back.
         ran = False
+
+        def started() -> None:
+            nonlocal ran
+            ran = True
+
         try:
             data = self.input_guard.check(entry.ref, entry.cls.input_type, request.input)  # 4
             cache = key = None
@@ -286,15 +333,14 @@ class Orchestrator:
                     hit = await cache.get(key)
                     if hit is not None:
                         ran = True
-                        account = CallAccount(models=list(hit.get("models", [])))
+                        account.models.extend(hit.get("models", []))
                         output = entry.cls.output_type.model_validate(hit["output"])
-                        return _Outcome(output, account, cache_hit=True)
+                        return _Outcome(output, cache_hit=True)
             bulkhead = self.bulkhead(entry)
             if bulkhead is not None:
                 await bulkhead.acquire()
             try:
-                ran = True
-                output, account = await self._run(request, entry, data, frame)  # 6, 7
+                output = await self._run(request, entry, data, frame, account, started)  # 6, 7
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
@@ -302,18 +348,26 @@ class Orchestrator:
                 await cache.put(key, {"output": output.model_dump(mode="json"), "models": account.models})
             if limiter is not None and permit is not None and account.usage.calls:
                 await limiter.settle_tokens(permit, account.usage.total_tokens)
-            return _Outcome(output, account, cache_hit=False)
+            return _Outcome(output, cache_hit=False)
         finally:
-            if not ran and limiter is not None and permit is not None:
-                await asyncio.shield(limiter.refund(permit))
+            if limiter is not None and permit is not None:
+                if ran:
+                    admitted.add(entry.name)
+                else:
+                    await asyncio.shield(limiter.refund(permit))
 
     async def _run(
-        self, request: Request, entry: PluginEntry, data: BaseModel, frame: Frame
-    ) -> tuple[BaseModel, CallAccount]:
+        self,
+        request: Request,
+        entry: PluginEntry,
+        data: BaseModel,
+        frame: Frame,
+        account: CallAccount,
+        started: Callable[[], None],
+    ) -> BaseModel:
         policy = entry.policy
         total = policy.timeout.total
         deadline = frame.deadline.child(total) if frame.deadline else Deadline(self.clock, total)
-        account = CallAccount()
         model = BoundModel(
             plugin=entry.ref,
             tenant=request.tenant,
@@ -339,9 +393,13 @@ class Orchestrator:
         )
 
         async def invoke() -> BaseModel:
+            started()
             try:
                 async with self.clock.timeout(deadline.remaining()):
-                    raw = await entry.instance.run(data, ctx)
+                    try:
+                        raw = await entry.instance.run(data, ctx)
+                    finally:
+                        await model.aclose()  # streams left open are settled before the envelope
             except TimeoutError as exc:
                 if deadline.expired():
                     raise DeadlineExceededError(
@@ -349,8 +407,17 @@ class Orchestrator:
                         plugin=entry.ref,
                     ) from None
                 raise PluginFailedError(f"{entry.ref} raised TimeoutError", plugin=entry.ref) from exc
-            except (BrickworkError, asyncio.CancelledError):
+            except BrickworkError:
                 raise
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the request itself is being cancelled
+                # Plugin code awaited something that someone else cancelled: a plugin
+                # bug, not a cancellation of this request.
+                raise PluginFailedError(
+                    f"{entry.ref} raised CancelledError without being cancelled", plugin=entry.ref
+                ) from exc
             except Exception as exc:
                 raise PluginFailedError(
                     f"{entry.ref} raised {type(exc).__name__}: {str(exc)[:200]}", plugin=entry.ref
@@ -358,11 +425,11 @@ class Orchestrator:
             return self.output_guard.check(entry.ref, entry.cls.output_type, raw)  # 7
 
         if policy.breaker is None:
-            return await invoke(), account
+            return await invoke()
         breaker = CircuitBreaker(
             f"breaker:plugin:{entry.ref}", policy.breaker, self.state, self.clock, label=entry.ref
         )
-        return await breaker.call(invoke), account
+        return await breaker.call(invoke)
 
     async def _record(self, record: CallRecord) -> None:
         for recorder in self.recorders:
@@ -370,3 +437,16 @@ class Orchestrator:
                 await recorder.record(record)
             except Exception:  # a broken sink must not turn an answer into an error
                 log.exception("recorder %r failed", recorder)
+
+
+def _add_account(total: CallAccount, part: CallAccount) -> None:
+    total.usage.add(part.usage)
+    total.cost += part.cost
+    total.models.extend(m for m in part.models if m not in total.models)
+    total.warnings.extend(part.warnings)
+
+
+def _attempts(failed: Sequence[tuple[PluginEntry, BrickworkError]]) -> list[Attempt]:
+    return [
+        Attempt(plugin=ln.name, version=str(ln.version), code=e.code, message=e.message) for ln, e in failed
+    ]
