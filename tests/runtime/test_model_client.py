@@ -480,6 +480,7 @@ async def test_embed_needs_the_embed_permission(build: Build) -> None:
     class AllowedEmbedder(Embedder):
         name = "embedder2"
         permissions = frozenset({"model", "embed"})
+        embedding_model = "fake:embed"  # embeddings have their own binding
 
     orch = build(Embedder, AllowedEmbedder, providers=[FakeProvider("fake")])
 

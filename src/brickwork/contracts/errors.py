@@ -20,7 +20,8 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── ProviderTimeoutError          (retryable)
     │   ├── ProviderRateLimitedError      (retryable, carries retry_after)
     │   ├── ProviderUnavailableError      (retryable)
-    │   └── ProviderResponseError         malformed or truncated reply
+    │   ├── ProviderResponseError         malformed or truncated reply
+    │   └── ProviderUnsupportedError      the backend cannot do this (e.g. no log-probs)
     ├── PolicyError                   a policy refused or gave up
     │   ├── DeadlineExceededError         the total deadline passed
     │   ├── RetriesExhaustedError         every attempt failed
@@ -73,6 +74,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "ProviderUnsupportedError",
     "QueueTimeoutError",
     "RateLimitExceededError",
     "RealProviderForbiddenError",
@@ -206,6 +208,10 @@ class ProviderResponseError(ProviderError):
     code = "provider_bad_response"
 
 
+class ProviderUnsupportedError(ProviderError):
+    code = "provider_unsupported"
+
+
 # --- policy ------------------------------------------------------------------
 
 
@@ -296,6 +302,7 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     ProviderTimeoutError: 504,
     ProviderRateLimitedError: 429,
     ProviderUnavailableError: 503,
+    ProviderUnsupportedError: 501,
     PolicyError: 503,
     DeadlineExceededError: 504,
     RetriesExhaustedError: 502,

@@ -17,12 +17,22 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    get_args,
+    get_origin,
+)
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from brickwork.contracts.policy import Policy
-from brickwork.contracts.provider import Completion, Embeddings, Message, StreamChunk
+from brickwork.contracts.provider import Completion, Embeddings, Message, Scores, StreamChunk
 
 if TYPE_CHECKING:
     from brickwork.contracts.request import Envelope, Request
@@ -109,7 +119,15 @@ class ModelClient(Protocol):
         temperature: float = 0.0,
     ) -> AsyncIterator[StreamChunk]: ...
 
-    async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+    async def embed(
+        self, texts: Sequence[str], *, purpose: Literal["query", "passage"] = "query"
+    ) -> Embeddings:
+        """Embed with the plugin's ``embedding_model`` (needs the 'embed' permission)."""
+        ...
+
+    async def score(self, messages: str | Sequence[Message], candidates: Sequence[str]) -> Scores:
+        """Log-probability of each candidate as the reply (needs the 'model' permission)."""
+        ...
 
     def count_tokens(self, text: str) -> int: ...
 
@@ -162,6 +180,7 @@ class Plugin(ABC, Generic[InT, OutT]):
         permissions: what the plugin may use (see :data:`PERMISSIONS`).
         examples: inputs with expected outputs or properties.
         model: default model id (``provider:model``) bound to ``ctx.model``.
+        embedding_model: model id used by ``ctx.model.embed``.
         input_type, output_type: taken from ``Plugin[In, Out]``.
     """
 
@@ -173,6 +192,7 @@ class Plugin(ABC, Generic[InT, OutT]):
     permissions: ClassVar[frozenset[str]] = frozenset()
     examples: ClassVar[Sequence[Example]] = ()
     model: ClassVar[str | None] = None
+    embedding_model: ClassVar[str | None] = None
     input_type: ClassVar[type[BaseModel]]
     output_type: ClassVar[type[BaseModel]]
 

@@ -92,6 +92,7 @@ DEFAULT_FALLBACK_ON: tuple[str, ...] = (
     "provider_rate_limited",
     "provider_unavailable",
     "provider_bad_response",
+    "provider_unsupported",
     "provider_error",
     "retries_exhausted",
     "circuit_open",

@@ -22,6 +22,8 @@ __all__ = [
     "Message",
     "ModelId",
     "Provider",
+    "ScoreRequest",
+    "Scores",
     "StreamChunk",
     "Usage",
 ]
@@ -108,6 +110,34 @@ class EmbedRequest(BaseModel):
 
     model: str
     texts: list[str]
+    purpose: Literal["query", "passage"] = Field(
+        default="query",
+        description="asymmetric models (e5) embed questions and documents differently",
+    )
+
+
+class ScoreRequest(BaseModel):
+    """How likely is each candidate as the model's reply to ``messages``?
+
+    Used for classification: comparing the log-probability of each label is far
+    more reliable on small models than parsing free text.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    messages: list[Message]
+    candidates: list[str] = Field(min_length=1)
+
+
+class Scores(BaseModel):
+    """Total log-probability of each candidate (its tokens' log-probs summed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    logprobs: dict[str, float]
+    model: str
+    usage: Usage = Field(default_factory=Usage)
 
 
 class Embeddings(BaseModel):
@@ -136,6 +166,11 @@ class Provider(Protocol):
     def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]: ...
 
     async def embed(self, request: EmbedRequest) -> Embeddings: ...
+
+    async def score(self, request: ScoreRequest) -> Scores:
+        """Raise :class:`~brickwork.contracts.errors.ProviderUnsupportedError` if the
+        backend exposes no log-probabilities."""
+        ...
 
     def count_tokens(self, model: str, text: str) -> int: ...
 

@@ -43,6 +43,7 @@ def build(
                     versions=tuple(pc.versions) if pc.versions is not None else None,
                     labels=pc.labels,
                     model=pc.model,
+                    embedding_model=pc.embedding_model,
                     policy=pc.policy,
                 )
                 for name, pc in config.plugins.items()

@@ -48,6 +48,7 @@ class PluginConfig(_Strict):
     versions: list[str] | None = Field(default=None, description="versions to load; all if unset")
     labels: dict[str, str] = Field(default_factory=dict, description="label → version")
     model: str | None = Field(default=None, description="model binding, 'provider:model'")
+    embedding_model: str | None = Field(default=None, description="embedding model binding")
     policy: dict[str, Any] = Field(default_factory=dict, description="overrides of the default")
 
     @field_validator("versions")
@@ -66,7 +67,7 @@ class PluginConfig(_Strict):
             Version.parse(version)
         return value
 
-    @field_validator("model")
+    @field_validator("model", "embedding_model")
     @classmethod
     def _model(cls, value: str | None) -> str | None:
         if value is not None:

@@ -13,7 +13,7 @@ import functools
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.errors import (
@@ -33,6 +33,8 @@ from brickwork.contracts.provider import (
     Message,
     ModelId,
     Provider,
+    ScoreRequest,
+    Scores,
     StreamChunk,
     Usage,
     estimate_tokens,
@@ -117,6 +119,7 @@ class BoundModel:
         tenant: str,
         model: str | None,
         policy: Policy,
+        embedding_model: str | None = None,
         permissions: frozenset[str],
         providers: Providers,
         state: StateBackend,
@@ -128,6 +131,7 @@ class BoundModel:
         self.plugin = plugin
         self.tenant = tenant
         self.chain = [ModelId.parse(m) for m in ((model,) if model else ()) + policy.fallback.models]
+        self.embedding_chain = [ModelId.parse(embedding_model)] if embedding_model else []
         self.policy = policy
         self.permissions = permissions
         self.providers = providers
@@ -144,8 +148,10 @@ class BoundModel:
                 f"plugin {self.plugin} did not declare the {permission!r} permission",
                 plugin=self.plugin,
             )
-        if not self.chain:
-            raise PermissionDeniedError(f"plugin {self.plugin} has no model bound", plugin=self.plugin)
+        chain = self.embedding_chain if permission == "embed" else self.chain
+        if not chain:
+            what = "embedding model" if permission == "embed" else "model"
+            raise PermissionDeniedError(f"plugin {self.plugin} has no {what} bound", plugin=self.plugin)
 
     async def complete(
         self,
@@ -268,13 +274,29 @@ class BoundModel:
             return
         raise self._exhausted(errors)
 
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
+    async def embed(
+        self, texts: Sequence[str], *, purpose: Literal["query", "passage"] = "query"
+    ) -> Embeddings:
         self._check("embed")
 
         async def one(model_id: ModelId, provider: Provider) -> Embeddings:
-            request = EmbedRequest(model=model_id.model, texts=list(texts))
+            request = EmbedRequest(model=model_id.model, texts=list(texts), purpose=purpose)
             estimate = Usage(input_tokens=estimate_tokens(texts))
             return await self._metered(model_id, estimate, lambda: provider.embed(request))
+
+        return await self._over_chain(one, self.embedding_chain)
+
+    async def score(self, messages: str | Sequence[Message], candidates: Sequence[str]) -> Scores:
+        self._check("model")
+        msgs = _messages(messages)
+
+        async def one(model_id: ModelId, provider: Provider) -> Scores:
+            request = ScoreRequest(model=model_id.model, messages=msgs, candidates=list(candidates))
+            estimate = Usage(
+                input_tokens=estimate_tokens([m.content for m in msgs]) * len(candidates),
+                output_tokens=estimate_tokens(candidates),
+            )
+            return await self._metered(model_id, estimate, lambda: provider.score(request))
 
         return await self._over_chain(one)
 
@@ -286,17 +308,20 @@ class BoundModel:
 
     # --- the policy stack ------------------------------------------------------
 
-    async def _over_chain(self, one: Callable[[ModelId, Provider], Awaitable[T]]) -> T:
+    async def _over_chain(
+        self, one: Callable[[ModelId, Provider], Awaitable[T]], chain: list[ModelId] | None = None
+    ) -> T:
+        chain = self.chain if chain is None else chain
         errors: list[BrickworkError] = []
-        for position, model_id in enumerate(self.chain):
+        for position, model_id in enumerate(chain):
             try:
                 provider = self.providers.get(model_id)
                 return await self._guarded(model_id, functools.partial(one, model_id, provider))
             except BrickworkError as exc:
-                if exc.code not in self.policy.fallback.on or len(self.chain) == 1:
+                if exc.code not in self.policy.fallback.on or len(chain) == 1:
                     raise
                 errors.append(exc)
-                if position < len(self.chain) - 1:
+                if position < len(chain) - 1:
                     self.account.warnings.append(f"model {model_id} failed ({exc.code}); trying next")
         raise self._exhausted(errors)
 

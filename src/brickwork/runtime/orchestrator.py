@@ -372,6 +372,7 @@ class Orchestrator:
             plugin=entry.ref,
             tenant=request.tenant,
             model=entry.model,
+            embedding_model=entry.embedding_model,
             policy=policy,
             permissions=entry.cls.permissions,
             providers=self.providers,

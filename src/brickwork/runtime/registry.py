@@ -36,6 +36,7 @@ class PluginSettings:
     versions: tuple[str, ...] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     model: str | None = None
+    embedding_model: str | None = None
     policy: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -49,6 +50,7 @@ class PluginEntry:
     policy: Policy
     model: str | None
     source: str
+    embedding_model: str | None = None
 
     @property
     def name(self) -> str:
@@ -144,7 +146,8 @@ class Registry:
                 plugin=f"{cls.name}@{version}",
             )
         model = settings.model or cls.model
-        entry = PluginEntry(cls, cls(), version, policy, model, source)
+        embedding_model = settings.embedding_model or cls.embedding_model
+        entry = PluginEntry(cls, cls(), version, policy, model, source, embedding_model)
         versions[version] = entry
         if check_refs:
             try:

@@ -110,6 +110,13 @@ def _check_permissions(cls: type[Plugin[Any, Any]]) -> None:
             raise _fail(cls, exc.message) from exc
         if "model" not in cls.permissions:
             raise _fail(cls, f"binds model {cls.model!r} but does not declare the 'model' permission")
+    if cls.embedding_model is not None:
+        try:
+            ModelId.parse(cls.embedding_model)
+        except BrickworkError as exc:
+            raise _fail(cls, exc.message) from exc
+        if "embed" not in cls.permissions:
+            raise _fail(cls, f"binds embedding model {cls.embedding_model!r} but does not declare 'embed'")
 
 
 def _check_policy(cls: type[Plugin[Any, Any]], policy: Policy) -> None:

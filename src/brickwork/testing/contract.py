@@ -46,7 +46,8 @@ class PluginContractTests:
         return [FakeProvider(name) for name in sorted(names)]
 
     def _models(self) -> list[str]:
-        return [m for m in (self.plugin.model, *self.plugin.policy.fallback.models) if m]
+        models = (self.plugin.model, self.plugin.embedding_model, *self.plugin.policy.fallback.models)
+        return [m for m in models if m]
 
     def make_orchestrator(self) -> Orchestrator:
         registry = Registry()

@@ -29,6 +29,8 @@ from brickwork.contracts.provider import (
     CompletionRequest,
     Embeddings,
     EmbedRequest,
+    ScoreRequest,
+    Scores,
     StreamChunk,
     Usage,
 )
@@ -93,7 +95,7 @@ class FakeProvider:
         self.name = name
         self.clock = clock
         self.default = default
-        self.calls: list[CompletionRequest | EmbedRequest] = []
+        self.calls: list[CompletionRequest | EmbedRequest | ScoreRequest] = []
         self._script: deque[Reply | Delay] = deque()
 
     def enqueue(self, *replies: Reply | Delay) -> FakeProvider:
@@ -153,6 +155,25 @@ class FakeProvider:
         vectors = [_hash_vector(text) for text in request.texts]
         usage = Usage(input_tokens=sum(_words(t) for t in request.texts), calls=1)
         return Embeddings(vectors=vectors, model=request.model, usage=usage)
+
+    async def score(self, request: ScoreRequest) -> Scores:
+        """Scripted ``{candidate: logprob}`` dicts first; else a candidate that appears
+        in the last message scores 0 and the others -5 (so tests can steer it)."""
+        self.calls.append(request)
+        item = self._script.popleft() if self._script else None
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, dict):
+            logprobs = {c: float(item.get(c, -100.0)) for c in request.candidates}
+        else:
+            last = request.messages[-1].content.lower() if request.messages else ""
+            logprobs = {c: 0.0 if c.lower() in last else -5.0 for c in request.candidates}
+        usage = Usage(
+            input_tokens=sum(_words(m.content) for m in request.messages) * len(request.candidates),
+            output_tokens=sum(_words(c) for c in request.candidates),
+            calls=1,
+        )
+        return Scores(logprobs=logprobs, model=request.model, usage=usage)
 
     def count_tokens(self, model: str, text: str) -> int:
         return _words(text)
