@@ -226,3 +226,39 @@ async def test_log_recorder_writes_one_line_without_the_input(
     assert data["plugin"] == "scribe"
     assert data["outcome"] == "ok"
     assert "secret" not in repr(data)
+
+
+class _BrokenAudit:
+    required = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def record(self, record: CallRecord) -> None:
+        self.calls += 1
+        raise OSError("disk full")
+
+
+class _BrokenMetrics(_BrokenAudit):
+    required = False
+
+
+async def test_an_answer_is_withheld_when_a_required_record_fails() -> None:
+    from brickwork.contracts.errors import RecordFailedError, http_status
+    from brickwork.plugins.sentiment import SentimentRules
+    from brickwork.runtime.orchestrator import Orchestrator
+    from brickwork.runtime.registry import Registry
+
+    registry = Registry()
+    registry.add(SentimentRules)
+    audit, metrics = _BrokenAudit(), _BrokenMetrics()
+    ok = Orchestrator(registry, recorders=[metrics])
+    assert (await ok.handle({"plugin": "sentiment", "input": "good"})).output["label"] == "positive"
+    strict = Orchestrator(registry, recorders=[metrics, audit])
+    with pytest.raises(RecordFailedError) as caught:
+        await strict.handle({"plugin": "sentiment", "input": "good"})
+    assert http_status(caught.value) == 503
+    assert isinstance(caught.value.__cause__, OSError)
+    with pytest.raises(RecordFailedError):  # an error answer needs its record too
+        await strict.handle({"plugin": "sentiment", "input": {"nope": 1}})
+    assert audit.calls == 2

@@ -134,13 +134,20 @@ def run_command(
     try:
         request = _request(name, text, input_json, version, label, tenant, meta or [], no_cache)
         runtime = _runtime(config)
-        envelope = asyncio.run(runtime.handle(request))
+        envelope = asyncio.run(_handle_once(runtime, request))
     except BrickworkError as exc:
         raise _fail(exc, as_json) from None
     if as_json:
         print(envelope.model_dump_json(indent=2))
     else:
         _print_envelope(envelope)
+
+
+async def _handle_once(runtime: Orchestrator, request: Request) -> Envelope:
+    try:
+        return await runtime.handle(request)
+    finally:
+        await runtime.aclose()
 
 
 def _request(

@@ -20,8 +20,9 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── ProviderTimeoutError          (retryable)
     │   ├── ProviderRateLimitedError      (retryable, carries retry_after)
     │   ├── ProviderUnavailableError      (retryable)
-    │   ├── ProviderResponseError         malformed or truncated reply
-    │   └── ProviderUnsupportedError      the backend cannot do this (e.g. no log-probs)
+    │   ├── ProviderResponseError         malformed or truncated reply, or a 4xx it gave
+    │   ├── ProviderUnsupportedError      the backend cannot do this (e.g. no log-probs)
+    │   └── ProviderAuthenticationError   the backend refused *our* credentials (401/403)
     ├── PolicyError                   a policy refused or gave up
     │   ├── DeadlineExceededError         the total deadline passed
     │   ├── RetriesExhaustedError         every attempt failed
@@ -31,7 +32,8 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── RateLimitExceededError        tenant quota for the window used up
     │   ├── BudgetExceededError           spend limit reached
     │   ├── FallbacksExhaustedError       every link of a fallback chain failed
-    │   └── NoRouteError                  no rule or intent matched the request
+    │   ├── NoRouteError                  no rule or intent matched the request
+    │   └── RecordFailedError             a required record (audit) could not be written
     └── AuthError
         ├── AuthenticationError
         └── PermissionDeniedError         a plugin or key used what it did not declare
@@ -69,6 +71,7 @@ __all__ = [
     "PluginNotFoundError",
     "PluginValidationError",
     "PolicyError",
+    "ProviderAuthenticationError",
     "ProviderError",
     "ProviderRateLimitedError",
     "ProviderResponseError",
@@ -78,6 +81,7 @@ __all__ = [
     "QueueTimeoutError",
     "RateLimitExceededError",
     "RealProviderForbiddenError",
+    "RecordFailedError",
     "RetriesExhaustedError",
     "error_codes",
     "http_status",
@@ -212,6 +216,17 @@ class ProviderUnsupportedError(ProviderError):
     code = "provider_unsupported"
 
 
+class ProviderAuthenticationError(ProviderError):
+    """The backend refused the operator's credentials (HTTP 401/403 upstream).
+
+    Not an :class:`AuthenticationError`: the caller authenticated fine; the gateway's
+    own key for the backend is wrong, so the caller sees a 502 (an upstream broke),
+    never a 401 that would tell them to fix *their* key.
+    """
+
+    code = "provider_auth_failed"
+
+
 # --- policy ------------------------------------------------------------------
 
 
@@ -269,6 +284,12 @@ class NoRouteError(PolicyError):
     code = "no_route"
 
 
+class RecordFailedError(PolicyError):
+    """An answer is withheld because its audit record could not be written."""
+
+    code = "record_failed"
+
+
 # --- auth --------------------------------------------------------------------
 
 
@@ -303,6 +324,7 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     ProviderRateLimitedError: 429,
     ProviderUnavailableError: 503,
     ProviderUnsupportedError: 501,
+    ProviderAuthenticationError: 502,
     PolicyError: 503,
     DeadlineExceededError: 504,
     RetriesExhaustedError: 502,
@@ -313,6 +335,7 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     BudgetExceededError: 402,
     FallbacksExhaustedError: 502,
     NoRouteError: 422,
+    RecordFailedError: 503,
     AuthError: 403,
     AuthenticationError: 401,
     PermissionDeniedError: 403,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from brickwork.contracts.provider import Usage
 
-__all__ = ["Attempt", "Envelope", "Request", "RouteDecision"]
+__all__ = ["Attempt", "Envelope", "Principal", "Request", "RouteDecision"]
 
 
 class Request(BaseModel):
@@ -27,6 +27,22 @@ class Request(BaseModel):
     subject: str | None = Field(default=None, description="sticky key for experiments")
     idempotency_key: str | None = Field(default=None, max_length=256)
     cache_bypass: bool = Field(default=False, description="skip the cache read (still writes)")
+
+
+class Principal(Protocol):
+    """Who is calling (an API key, say), as far as the orchestrator must know.
+
+    The orchestrator asks :meth:`allows` for every plugin it is about to run —
+    after routing, version selection and each fallback, and for nested
+    ``ctx.call``s — so a key reaches no plugin outside its scopes by any path.
+    """
+
+    @property
+    def tenant(self) -> str: ...
+
+    def allows(self, plugin: str) -> bool:
+        """Whether this principal may run the plugin named ``plugin``."""
+        ...
 
 
 class RouteDecision(BaseModel):

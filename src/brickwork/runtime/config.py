@@ -11,9 +11,10 @@ A bad file fails with :class:`ConfigFileError` naming each bad key path::
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -33,7 +34,14 @@ from brickwork.contracts.refs import LABEL_RE, NAME_RE, PluginRef, Version
 
 __all__ = ["Config", "PluginConfig", "ProviderConfig", "RouteRule", "load_config"]
 
-_SECRET_WORDS = ("key", "secret", "password", "token")
+#: A key with one of these words as a component (``api_key``, ``access-token``) is a secret.
+_SECRET_WORDS = frozenset({"key", "apikey", "secret", "password", "passwd", "token", "credentials"})
+#: Provider types Brickwork ships; a provider entry named like one needs no ``type``.
+PROVIDER_TYPES = ("local", "openai", "anthropic", "ollama")
+
+
+def _looks_secret(key: str) -> bool:
+    return bool(_SECRET_WORDS & set(re.split(r"[^a-z0-9]+", key.lower())))
 
 
 PluginName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
@@ -110,6 +118,9 @@ class RoutingConfig(_Strict):
 
 
 class ProviderConfig(_Strict):
+    type: Literal["local", "openai", "anthropic", "ollama"] | None = Field(
+        default=None, description="wire format; defaults to the entry's name"
+    )
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="environment variable with the key")
     timeout: float = Field(default=60.0, gt=0)
@@ -120,7 +131,7 @@ class ProviderConfig(_Strict):
     def _no_secrets(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for key in [*data, *(data.get("options") or {})]:
-                if key != "api_key_env" and any(w in str(key).lower() for w in _SECRET_WORDS):
+                if key != "api_key_env" and _looks_secret(str(key)):
                     raise ValueError(
                         f"{key!r} looks like a secret: secrets come from environment variables "
                         "only (set api_key_env to the variable's name)"
@@ -129,6 +140,9 @@ class ProviderConfig(_Strict):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+    def kind(self, name: str) -> str:
+        return self.type or name
 
 
 class PriceConfig(_Strict):
@@ -147,6 +161,17 @@ class Config(_Strict):
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_types(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name, pc in value.items():
+            if pc.kind(name) not in PROVIDER_TYPES:
+                raise ValueError(
+                    f"provider {name!r} needs `type`, one of {', '.join(PROVIDER_TYPES)} "
+                    "(third-party providers register through the register_providers hook)"
+                )
+        return value
 
     @field_validator("prices")
     @classmethod

@@ -19,7 +19,7 @@ from brickwork.contracts.errors import (
     PluginValidationError,
 )
 from brickwork.contracts.refs import PluginRef
-from brickwork.contracts.request import Envelope, Request
+from brickwork.contracts.request import Envelope, Principal, Request
 from brickwork.policies.timeout import Deadline
 from brickwork.runtime.models import BoundModel, CallAccount
 from brickwork.runtime.registry import PluginEntry
@@ -35,6 +35,7 @@ class Frame:
     stack: tuple[str, ...]
     trace_id: str
     deadline: Deadline | None
+    principal: Principal | None = None
 
 
 class RunContext:
@@ -117,7 +118,9 @@ class RunContext:
             cache_bypass=self._request.cache_bypass,
         )
         try:
-            envelope = await self._dispatch(child, Frame(self._frame.stack, self._trace_id, self._deadline))
+            envelope = await self._dispatch(
+                child, Frame(self._frame.stack, self._trace_id, self._deadline, self._frame.principal)
+            )
         except (InputValidationError, InvalidRequestError, PluginNotFoundError) as exc:
             raise self._bad_call(ref, exc) from exc
         self._account.usage.add(envelope.usage)

@@ -18,6 +18,7 @@ with the same contract; the envelope says which one answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
@@ -35,10 +36,12 @@ from brickwork.contracts.errors import (
     DeadlineExceededError,
     FallbacksExhaustedError,
     InvalidRequestError,
+    PermissionDeniedError,
+    RecordFailedError,
     PluginFailedError,
 )
 from brickwork.contracts.provider import estimate_tokens
-from brickwork.contracts.request import Attempt, Envelope, Request, RouteDecision
+from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision
 from brickwork.guards.contract import (
     InputContractGuard,
     OutputContractGuard,
@@ -123,8 +126,15 @@ class Orchestrator:
 
     # --- public API ------------------------------------------------------------
 
-    async def handle(self, request: Request | Mapping[str, Any]) -> Envelope:
-        """Route, run and record one request. Raises a :class:`BrickworkError` on failure."""
+    async def handle(
+        self, request: Request | Mapping[str, Any], *, principal: Principal | None = None
+    ) -> Envelope:
+        """Route, run and record one request. Raises a :class:`BrickworkError` on failure.
+
+        With a ``principal``, every plugin about to run is checked against it
+        (:class:`PermissionDeniedError` otherwise), and the request's tenant is the
+        principal's.
+        """
         trace_id = secrets.token_hex(16)
         if not isinstance(request, Request):
             try:
@@ -148,11 +158,28 @@ class Orchestrator:
                     )
                 )
                 raise error from None
-        return await self._handle(request, Frame((), trace_id, None))
+        if principal is not None and request.tenant != principal.tenant:
+            request = request.model_copy(update={"tenant": principal.tenant})
+        return await self._handle(request, Frame((), trace_id, None, principal))
 
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
-        return asyncio.run(self.handle(request))
+
+        async def once() -> Envelope:
+            try:
+                return await self.handle(request)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(once())
+
+    async def aclose(self) -> None:
+        """Close what providers and state hold open (HTTP sessions, model threads)."""
+        for provider in self.providers.providers.values():
+            closer = getattr(provider, "aclose", None)
+            if closer is not None:
+                await closer()
+        await self.state.aclose()
 
     def bulkhead(self, entry: PluginEntry) -> Bulkhead | None:
         if entry.policy.bulkhead is None:
@@ -202,7 +229,8 @@ class Orchestrator:
         except asyncio.CancelledError:
             record.outcome = "cancelled"
             record.latency_ms = (self.clock.now() - started) * 1000
-            await asyncio.shield(self._record(record))
+            with contextlib.suppress(RecordFailedError):  # logged; the cancellation goes on
+                await asyncio.shield(self._record(record))
             raise
         except Exception as exc:
             # A bug outside plugin code (a routing strategy, a state backend): still
@@ -287,6 +315,8 @@ class Orchestrator:
             record.fallbacks = _attempts(failed)
 
     def _check_stack(self, entry: PluginEntry, frame: Frame) -> None:
+        if frame.principal is not None and not frame.principal.allows(entry.name):
+            raise PermissionDeniedError(f"this key may not use plugin {entry.name!r}", plugin=entry.ref)
         if entry.ref in frame.stack:
             raise CallCycleError("call cycle: " + " → ".join((*frame.stack, entry.ref)), plugin=entry.ref)
         if len(frame.stack) >= self.max_call_depth:
@@ -389,7 +419,7 @@ class Orchestrator:
             model=model,
             deadline=deadline,
             account=account,
-            frame=Frame((*frame.stack, entry.ref), frame.trace_id, deadline),
+            frame=Frame((*frame.stack, entry.ref), frame.trace_id, deadline, frame.principal),
             dispatch=self._handle,
         )
 
@@ -433,11 +463,20 @@ class Orchestrator:
         return await breaker.call(invoke)
 
     async def _record(self, record: CallRecord) -> None:
+        """Give the record to every recorder; raise if a required one failed."""
+        failed: Exception | None = None
         for recorder in self.recorders:
             try:
                 await recorder.record(record)
-            except Exception:  # a broken sink must not turn an answer into an error
+            except Exception as exc:
                 log.exception("recorder %r failed", recorder)
+                if getattr(recorder, "required", False):
+                    failed = exc
+        if failed is not None:
+            raise RecordFailedError(
+                f"the {record.outcome} call {record.trace_id} could not be recorded; "
+                "no answer is given without its record"
+            ) from failed
 
 
 def _add_account(total: CallAccount, part: CallAccount) -> None:

@@ -47,6 +47,14 @@ class CallRecord:
 
 
 class Recorder(Protocol):
+    """A sink for call records.
+
+    A recorder with a true ``required`` attribute (an audit log) must succeed
+    before an answer is returned: if it fails, the caller gets
+    :class:`~brickwork.contracts.errors.RecordFailedError` instead of an answer
+    that the record would be missing for. Other recorders' failures are logged.
+    """
+
     async def record(self, record: CallRecord) -> None: ...
 
 

@@ -80,6 +80,8 @@ class Registry:
         self._plugins: dict[str, dict[Version, PluginEntry]] = {}
         self._labels: dict[str, dict[str, Version]] = {}
         self.listeners: list[Callable[[str, str], None]] = []
+        #: Provider instances that installed packages registered (register_providers hook).
+        self.providers: list[Any] = []
 
     # --- loading ---------------------------------------------------------------
 
@@ -108,6 +110,7 @@ class Registry:
             found.append((cls, source))
 
         pm.hook.register_plugins(register=register)
+        pm.hook.register_providers(register=self.providers.append)
         # All classes first, then cross-references: order inside a package is free.
         for cls, src in found:
             self._add(cls, src, check_refs=False)
