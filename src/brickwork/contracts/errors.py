@@ -7,10 +7,14 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     ├── ConfigurationError            developer mistakes, found at start-up
     │   ├── PluginValidationError         a plugin failed registration checks
     │   ├── ConfigFileError               a config file is unreadable or invalid
-    │   └── RealProviderForbiddenError    a test tried to reach a real model
+    │   ├── RealProviderForbiddenError    a test tried to reach a real model
+    │   ├── ModelNotFoundError            no such model in a provider's catalog
+    │   ├── ModelNotInstalledError        a local model's data package is missing
+    │   └── ModelVerificationError        a local model file's sha256 is not the official one
     ├── ContractError                 a request or a plugin broke a contract
     │   ├── InvalidRequestError           malformed request, bad plugin ref
     │   ├── PluginNotFoundError           no such plugin / version / label
+    │   ├── KeyNotFoundError              no API key with that id
     │   ├── InputValidationError          input does not match the plugin's Input
     │   ├── OutputValidationError         plugin output does not match its Output
     │   ├── PluginFailedError             plugin code raised an unexpected exception
@@ -22,6 +26,7 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── ProviderUnavailableError      (retryable)
     │   ├── ProviderResponseError         malformed or truncated reply, or a 4xx it gave
     │   ├── ProviderUnsupportedError      the backend cannot do this (e.g. no log-probs)
+    │   ├── ContextLengthExceededError    the prompt does not fit the model's context window
     │   └── ProviderAuthenticationError   the backend refused *our* credentials (401/403)
     ├── PolicyError                   a policy refused or gave up
     │   ├── DeadlineExceededError         the total deadline passed
@@ -34,9 +39,10 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── FallbacksExhaustedError       every link of a fallback chain failed
     │   ├── NoRouteError                  no rule or intent matched the request
     │   └── RecordFailedError             a required record (audit) could not be written
-    └── AuthError
-        ├── AuthenticationError
-        └── PermissionDeniedError         a plugin or key used what it did not declare
+    ├── AuthError
+    │   ├── AuthenticationError
+    │   └── PermissionDeniedError         a plugin or key used what it did not declare
+    └── StorageError                  a store (API keys, audit log) failed or is unreachable (retryable)
 
 Vendor exceptions are translated at the provider boundary (``raise ... from exc``),
 never subclassed.
@@ -59,11 +65,16 @@ __all__ = [
     "CircuitOpenError",
     "ConfigFileError",
     "ConfigurationError",
+    "ContextLengthExceededError",
     "ContractError",
     "DeadlineExceededError",
     "FallbacksExhaustedError",
     "InputValidationError",
     "InvalidRequestError",
+    "KeyNotFoundError",
+    "ModelNotFoundError",
+    "ModelNotInstalledError",
+    "ModelVerificationError",
     "NoRouteError",
     "OutputValidationError",
     "PermissionDeniedError",
@@ -83,6 +94,7 @@ __all__ = [
     "RealProviderForbiddenError",
     "RecordFailedError",
     "RetriesExhaustedError",
+    "StorageError",
     "error_codes",
     "http_status",
 ]
@@ -151,6 +163,27 @@ class RealProviderForbiddenError(ConfigurationError):
     code = "real_provider_forbidden"
 
 
+class ModelNotFoundError(ConfigurationError):
+    """A model name that is not in the provider's catalog (the message lists it)."""
+
+    code = "model_not_found"
+
+
+class ModelNotInstalledError(ConfigurationError):
+    """A local model's data package is not installed (the message says what to install)."""
+
+    code = "model_not_installed"
+
+
+class ModelVerificationError(ConfigurationError):
+    """A local model file (or one of its chunks) is not byte-for-byte the official one.
+
+    ``details`` holds ``expected`` and ``found`` (sha256 hex) and the ``path``.
+    """
+
+    code = "model_verification_failed"
+
+
 # --- contract ----------------------------------------------------------------
 
 
@@ -164,6 +197,10 @@ class InvalidRequestError(ContractError):
 
 class PluginNotFoundError(ContractError):
     code = "plugin_not_found"
+
+
+class KeyNotFoundError(ContractError):
+    code = "key_not_found"
 
 
 class InputValidationError(ContractError):
@@ -214,6 +251,15 @@ class ProviderResponseError(ProviderError):
 
 class ProviderUnsupportedError(ProviderError):
     code = "provider_unsupported"
+
+
+class ContextLengthExceededError(ProviderError):
+    """The prompt (with what must follow it) is longer than the model's context window.
+
+    ``details`` holds ``prompt_tokens`` and ``context_window``.
+    """
+
+    code = "context_length_exceeded"
 
 
 class ProviderAuthenticationError(ProviderError):
@@ -305,15 +351,29 @@ class PermissionDeniedError(AuthError):
     code = "permission_denied"
 
 
+# --- storage -----------------------------------------------------------------
+
+
+class StorageError(BrickworkError):
+    """A store could not be read or written (database down, disk full, locked too long)."""
+
+    code = "storage_unavailable"
+    retryable = True
+
+
 #: Error class → HTTP status. Looked up along the MRO, so a subclass without an
 #: entry gets its parent's status. Plugin failures are 502 (an upstream broke),
 #: never 500: a 500 means a bug in Brickwork itself.
 HTTP_STATUS: dict[type[BrickworkError], int] = {
     BrickworkError: 500,
     ConfigurationError: 500,
+    ModelNotFoundError: 500,
+    ModelNotInstalledError: 500,
+    ModelVerificationError: 500,
     ContractError: 400,
     InvalidRequestError: 400,
     PluginNotFoundError: 404,
+    KeyNotFoundError: 404,
     InputValidationError: 422,
     OutputValidationError: 502,
     PluginFailedError: 502,
@@ -324,6 +384,9 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     ProviderRateLimitedError: 429,
     ProviderUnavailableError: 503,
     ProviderUnsupportedError: 501,
+    # Too much input for the model bound to the plugin: the client can send less,
+    # so a 4xx (413 Content Too Large), not an upstream failure.
+    ContextLengthExceededError: 413,
     ProviderAuthenticationError: 502,
     PolicyError: 503,
     DeadlineExceededError: 504,
@@ -339,6 +402,7 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     AuthError: 403,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
+    StorageError: 503,
 }
 
 

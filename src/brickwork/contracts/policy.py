@@ -93,6 +93,7 @@ DEFAULT_FALLBACK_ON: tuple[str, ...] = (
     "provider_unavailable",
     "provider_bad_response",
     "provider_unsupported",
+    "provider_auth_failed",
     "provider_error",
     "retries_exhausted",
     "circuit_open",

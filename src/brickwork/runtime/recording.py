@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from brickwork.contracts.provider import Usage
@@ -39,7 +39,11 @@ class CallRecord:
     degraded: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """Plain JSON data. Built field by field: ``dataclasses.asdict`` deep-copies
+        every value and cost more than writing the record to the audit log."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["models"] = list(self.models)
+        data["guard_verdicts"] = [dict(v) for v in self.guard_verdicts]
         data["route"] = self.route.model_dump() if self.route else None
         data["usage"] = self.usage.model_dump()
         data["fallbacks"] = [a.model_dump() for a in self.fallbacks]

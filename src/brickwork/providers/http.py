@@ -1,0 +1,558 @@
+"""Shared HTTP plumbing for the providers that reach a model over the network.
+
+One :class:`HttpClient` per provider: an :mod:`aiohttp` session opened lazily on
+first use (never at import), a bounded connection pool, timeouts, and one
+translation of every way a call can fail into
+:mod:`brickwork.contracts.errors`:
+
+======================  ==========================================================
+upstream                error
+======================  ==========================================================
+401, 403                :class:`ProviderAuthenticationError` (our key, not the caller's)
+404                     :class:`ProviderResponseError` (wrong model name or base URL)
+408, 504, timeouts      :class:`ProviderTimeoutError`
+429                     :class:`ProviderRateLimitedError`, ``retry_after`` from
+                        ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date)
+other 5xx (529 too)     :class:`ProviderUnavailableError` (``Retry-After`` honoured)
+other 4xx               :class:`ProviderResponseError` with the upstream's message
+refused / reset         :class:`ProviderUnavailableError`
+bad JSON, cut body,     :class:`ProviderResponseError` — never a success with
+wrong content type      partial text
+======================  ==========================================================
+
+Streams are parsed here too: :func:`sse_events` (server-sent events) and
+:func:`ndjson_objects` (one JSON value a line). Both read raw chunks, so a line may
+be split across network reads and no line-length limit of the HTTP library applies.
+Whether a stream *finished* is the provider's call (``[DONE]``, ``message_stop``,
+``"done": true``): these parsers only guarantee that an event cut off by the end
+of the stream is never delivered as if whole.
+
+Every message an error carries passes through :meth:`HttpClient.redact`, so a key
+never reaches a log, even when an upstream echoes it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ValidationError
+
+from brickwork.contracts.errors import (
+    ConfigurationError,
+    ProviderAuthenticationError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+
+__all__ = [
+    "HttpClient",
+    "SSEEvent",
+    "error_for_status",
+    "iter_lines",
+    "ndjson_objects",
+    "parse_retry_after",
+    "sse_events",
+    "upstream_message",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: A line longer than this (8 MiB) is an upstream gone wrong, not a reply.
+MAX_LINE = 8 * 1024 * 1024
+#: How much of an upstream's error text an error message keeps.
+MAX_MESSAGE = 500
+
+JSON_TYPES = ("application/json",)
+#: After a stream's last event: how long, and how much, to read to reach the end
+#: of the body (then the connection is reused rather than closed).
+DRAIN_SECONDS = 0.5
+DRAIN_BYTES = 64 * 1024
+
+#: What aiohttp raises for a failed exchange (our own ProviderErrors pass through).
+_TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+
+
+# --- status → error ------------------------------------------------------------
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` (OpenAI) or ``Retry-After``.
+
+    ``Retry-After`` may be delay-seconds or an HTTP-date (RFC 9110 §10.2.3); a date
+    in the past means "now" (0). Anything unparsable is ignored (``None``).
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    millis = lower.get("retry-after-ms")
+    if millis is not None:
+        with contextlib.suppress(ValueError):
+            value = float(millis)
+            if value >= 0:
+                return value / 1000
+    raw = lower.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    return seconds if seconds >= 0 else None
+
+
+def upstream_message(body: bytes | str, limit: int = MAX_MESSAGE) -> str:
+    """The human message of an error body: ``{"error": {"message"}}`` (OpenAI,
+    Anthropic), ``{"error": "..."}`` (Ollama), ``{"detail"}`` / ``{"message"}``, else
+    the text itself, shortened to ``limit`` characters."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    message: str | None = None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        if isinstance(error, dict):
+            inner = error.get("message")
+            kind = error.get("type") or error.get("code")
+            if isinstance(inner, str):
+                message = f"{kind}: {inner}" if isinstance(kind, str) and kind else inner
+        elif isinstance(error, str):
+            message = error
+        if message is None:
+            for key in ("message", "detail"):
+                if isinstance(parsed.get(key), str):
+                    message = parsed[key]
+                    break
+    if message is None:
+        message = " ".join(text.split())
+    if len(message) > limit:
+        message = message[:limit] + "…"
+    return message or "(empty body)"
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    retry_after: float | None = None,
+    details: dict[str, Any] | None = None,
+) -> ProviderError:
+    """The typed error for an upstream HTTP status (the table in this module's doc).
+
+    ``retry_after`` is kept only on the retryable errors: a 400 is not worth waiting for.
+    """
+    cls: type[ProviderError]
+    if status in (401, 403):
+        cls = ProviderAuthenticationError
+    elif status in (408, 504):
+        cls = ProviderTimeoutError
+    elif status == 429:
+        cls = ProviderRateLimitedError
+    elif status >= 500:
+        cls = ProviderUnavailableError
+    else:
+        cls = ProviderResponseError
+    if status == 404:
+        message += " (is the model name or the base URL right?)"
+    return cls(message, retry_after=retry_after if cls.retryable else None, details=details)
+
+
+# --- stream parsing ------------------------------------------------------------
+
+
+async def iter_lines(
+    chunks: AsyncIterable[bytes], *, keep_partial: bool, source: str = "upstream", max_line: int = MAX_LINE
+) -> AsyncGenerator[bytes, None]:
+    """Lines of a byte stream, ended by ``\\n``, ``\\r\\n`` or ``\\r`` (terminators dropped).
+
+    Args:
+        keep_partial: whether text after the last line end is yielded when the
+            stream ends (NDJSON: yes, a cut value then fails to parse; SSE: no, an
+            event is only complete at its blank line).
+    """
+    buf = bytearray()
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        buf += chunk
+        start = 0
+        lf = buf.find(b"\n")
+        cr = buf.find(b"\r")
+        while lf >= 0 or cr >= 0:
+            if cr < 0 or 0 <= lf < cr:
+                yield bytes(buf[start:lf])
+                start = lf + 1
+            else:
+                if cr + 1 == len(buf):
+                    break  # "\r" last: a "\n" may follow in the next chunk
+                yield bytes(buf[start:cr])
+                start = cr + 2 if buf[cr + 1] == 0x0A else cr + 1
+            if lf < start:
+                lf = buf.find(b"\n", start)
+            if cr < start:
+                cr = buf.find(b"\r", start)
+        del buf[:start]
+        if len(buf) > max_line:
+            raise ProviderResponseError(f"{source}: a stream line passed {max_line} bytes")
+    if buf.endswith(b"\r"):
+        yield bytes(buf[:-1])
+    elif buf and keep_partial:
+        yield bytes(buf)
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    """One server-sent event: its ``data`` lines joined by ``\\n``."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+async def sse_events(
+    chunks: AsyncIterable[bytes], *, source: str = "upstream"
+) -> AsyncGenerator[SSEEvent, None]:
+    """Server-sent events (WHATWG HTML §9.2): ``data:`` lines (several make one
+    event), ``event:``, ``id:``, comments (``:``) skipped, dispatched at a blank
+    line. An event the stream cuts off before its blank line is dropped, as the
+    standard says — so a truncated ``data: [DONE]`` never counts as the end."""
+    data: list[str] = []
+    event = ""
+    last_id: str | None = None
+    async with contextlib.aclosing(iter_lines(chunks, keep_partial=False, source=source)) as lines:
+        async for raw in lines:
+            if not raw:
+                if data:
+                    yield SSEEvent("\n".join(data), event or "message", last_id)
+                data = []
+                event = ""
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProviderResponseError(f"{source}: a stream line is not UTF-8") from exc
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            if value.startswith(" "):
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id" and "\0" not in value:
+                last_id = value
+
+
+async def ndjson_objects(
+    chunks: AsyncIterable[bytes], *, source: str = "upstream"
+) -> AsyncGenerator[Any, None]:
+    """One JSON value per line; blank lines skipped; a line that does not parse —
+    as a value cut off by the end of the stream does not — is a
+    :class:`ProviderResponseError`."""
+    async with contextlib.aclosing(iter_lines(chunks, keep_partial=True, source=source)) as lines:
+        async for raw in lines:
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw)
+            except ValueError as exc:
+                raise ProviderResponseError(
+                    f"{source}: malformed stream line {_snippet(raw)}", details={"reason": "malformed"}
+                ) from exc
+
+
+def _snippet(raw: bytes | str, limit: int = 120) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+# --- the client ----------------------------------------------------------------
+
+
+class HttpClient:
+    """An aiohttp session for one provider, opened on first use.
+
+    Args:
+        provider: the provider's name, the prefix of every error message.
+        base_url: prefix of every path (``https://api.openai.com/v1``).
+        headers: sent with every request (keys go here).
+        timeout: seconds for a whole non-streaming call; for a stream, seconds to
+            connect and the longest silence allowed between two reads.
+        max_connections: size of the connection pool (``0``: unbounded).
+        secrets: strings that must never appear in an error (the API key).
+
+    The session belongs to the event loop that opened it. Once that loop is closed
+    (``asyncio.run`` returned) a new one is opened on the next call; using one
+    client from two live loops at once is a :class:`ConfigurationError`.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        max_connections: int = 100,
+        secrets: Sequence[str | None] = (),
+    ) -> None:
+        if timeout <= 0:
+            raise ConfigurationError(f"{provider}: timeout must be positive, got {timeout}")
+        if max_connections < 0:
+            raise ConfigurationError(f"{provider}: max_connections must be >= 0, got {max_connections}")
+        url = urllib.parse.urlsplit(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            shown = f"{url.scheme}://{url.hostname or ''}{url.path}" if url.scheme else base_url.split("?")[0]
+            raise ConfigurationError(
+                f"{provider}: base URL must be http(s)://host[:port][/path], got {shown[:80]!r}"
+            )
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._headers = dict(headers or {})
+        self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
+        self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.provider!r}, {self.base_url!r})"
+
+    @property
+    def closed(self) -> bool:
+        """True before the first call and after :meth:`aclose`."""
+        return self._session is None or self._session.closed
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def error(
+        self, cls: type[ProviderError], message: str, *, details: dict[str, Any] | None = None
+    ) -> ProviderError:
+        """``cls`` with ``"<provider>: <message>"``, secrets redacted."""
+        text = self.redact(f"{self.provider}: {message}")
+        return cls(text, details={"provider": self.provider, **(details or {})})
+
+    async def aclose(self) -> None:
+        """Close the session and its connections; the next call opens a new one."""
+        session, self._session, self._loop = self._session, None, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and not self._session.closed:
+            if self._loop is loop:
+                return self._session
+            assert self._loop is not None
+            if not self._loop.is_closed():
+                raise ConfigurationError(
+                    f"{self.provider}: provider used from two running event loops; "
+                    "create one provider per loop"
+                )
+            # Its loop is gone and its sockets with it: closing only marks it closed.
+            with contextlib.suppress(Exception):
+                await self._session.close()
+        connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self._call_timeout
+        )
+        self._loop = loop
+        return self._session
+
+    # --- calls -------------------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """One call answered by a JSON body; any failure is a :class:`ProviderError`."""
+        what = f"{method} {path}"
+        session = await self._get_session()
+        try:
+            async with session.request(
+                method, self.base_url + path, json=body, timeout=self._call_timeout
+            ) as response:
+                raw = await self._read(response, what)
+                if response.status >= 400:
+                    raise self._status_error(response, raw, what)
+                self._check_type(response, JSON_TYPES, raw, what)
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport_error(exc, what) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise self.error(
+                ProviderResponseError,
+                f"malformed JSON from {what}: {_snippet(raw)}",
+                details={"reason": "malformed"},
+            ) from exc
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, body: Any, *, content_types: Sequence[str]
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """POST ``body`` and yield the raw chunks of a streamed reply.
+
+        Statuses, content type and transport failures are checked here; whether the
+        stream ended where it should is for the caller to judge. Leaving the block
+        normally (the caller read its stream's last event) waits briefly for the end
+        of the body so the connection can be reused; leaving it by an exception
+        (an error, or a consumer that stopped reading) closes the connection.
+        """
+        what = f"POST {path}"
+        session = await self._get_session()
+        try:
+            response = await session.post(self.base_url + path, json=body, timeout=self._stream_timeout)
+        except _TRANSPORT_ERRORS as exc:
+            raise self._transport_error(exc, what) from exc
+        finished = False
+        try:
+            if response.status >= 400:
+                raw = await self._read(response, what)
+                raise self._status_error(response, raw, what)
+            if _content_type(response) not in content_types:
+                raw = await self._read(response, what)
+                self._check_type(response, content_types, raw, what)
+            async with contextlib.aclosing(self._chunks(response, what)) as chunks:
+                yield chunks
+            finished = await _drain(response)
+        finally:
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    async def _chunks(self, response: aiohttp.ClientResponse, what: str) -> AsyncGenerator[bytes, None]:
+        try:
+            async for chunk in response.content.iter_any():
+                yield chunk
+        except TimeoutError as exc:
+            raise self.error(
+                ProviderTimeoutError, f"{what}: the stream went silent for {self.timeout:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise self.error(
+                ProviderResponseError,
+                f"{what}: the stream was cut off ({type(exc).__name__})",
+                details={"reason": "truncated"},
+            ) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        try:
+            return await response.read()
+        except TimeoutError as exc:
+            raise self.error(
+                ProviderTimeoutError, f"{what}: no complete reply within {self.timeout:g}s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise self.error(
+                ProviderResponseError,
+                f"{what}: the reply body was cut off ({type(exc).__name__})",
+                details={"reason": "truncated"},
+            ) from exc
+
+    def status_error(self, status: int, message: str, *, retry_after: float | None = None) -> ProviderError:
+        """The error for an HTTP status (or an in-stream error given one), redacted."""
+        return error_for_status(
+            status,
+            self.redact(f"{self.provider}: {message}"),
+            retry_after=retry_after,
+            details={"provider": self.provider, "status": status},
+        )
+
+    async def call(self, model: type[M], method: str, path: str, body: Any = None) -> M:
+        """:meth:`request_json`, read as the wire model ``model``."""
+        return self.parse(model, await self.request_json(method, path, body))
+
+    def parse(self, model: type[M], data: Any) -> M:
+        """``data`` (decoded JSON) as a wire model; a wrong shape is a ProviderResponseError."""
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise self._shape_error(exc) from exc
+
+    def parse_json(self, model: type[M], text: str | bytes) -> M:
+        """JSON text (one stream event) as a wire model; bad JSON or shape is a
+        ProviderResponseError."""
+        try:
+            return model.model_validate_json(text)
+        except ValidationError as exc:
+            raise self._shape_error(exc, text) from exc
+
+    def _shape_error(self, exc: ValidationError, text: str | bytes | None = None) -> ProviderError:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        kind = "malformed JSON" if first["type"].startswith("json") else "unexpected reply"
+        seen = f": {_snippet(text)}" if text is not None else ""
+        return self.error(
+            ProviderResponseError, f"{kind} ({where}: {first['msg']}){seen}", details={"reason": "malformed"}
+        )
+
+    def _status_error(self, response: aiohttp.ClientResponse, raw: bytes, what: str) -> ProviderError:
+        status = response.status
+        return self.status_error(
+            status,
+            f"HTTP {status} from {what}: {upstream_message(raw)}",
+            retry_after=parse_retry_after(response.headers),
+        )
+
+    def _check_type(
+        self, response: aiohttp.ClientResponse, expected: Sequence[str], raw: bytes, what: str
+    ) -> None:
+        ctype = _content_type(response)
+        if ctype not in expected:
+            raise self.error(
+                ProviderResponseError,
+                f"{what} answered {ctype or 'no content type'}, expected {' or '.join(expected)}: "
+                f"{_snippet(raw)}",
+                details={"reason": "content_type"},
+            )
+
+    def _transport_error(self, exc: BaseException, what: str) -> ProviderError | ConfigurationError:
+        if isinstance(exc, TimeoutError):
+            return self.error(ProviderTimeoutError, f"{what}: no reply within {self.timeout:g}s")
+        if isinstance(exc, aiohttp.InvalidURL):
+            return ConfigurationError(self.redact(f"{self.provider}: invalid base URL {self.base_url!r}"))
+        if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+            return self.error(
+                ProviderUnavailableError, f"{what}: cannot reach the server ({type(exc).__name__})"
+            )
+        return self.error(ProviderResponseError, f"{what}: bad HTTP reply ({type(exc).__name__})")
+
+
+async def _drain(response: aiohttp.ClientResponse) -> bool:
+    """Read what follows a stream's last event (usually just the end of the body).
+
+    True when the body ended within :data:`DRAIN_SECONDS` and :data:`DRAIN_BYTES`,
+    so the connection may go back to the pool.
+    """
+    left = DRAIN_BYTES
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError, OSError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while left > 0 and not response.content.at_eof():
+                left -= len(await response.content.readany())
+    return response.content.at_eof()
+
+
+def _content_type(response: aiohttp.ClientResponse) -> str:
+    return response.content_type.lower() if "Content-Type" in response.headers else ""

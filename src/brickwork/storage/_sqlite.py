@@ -1,0 +1,55 @@
+"""Opening a SQLite store: owner-only file, WAL, ``synchronous=FULL``, migrated."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from brickwork.storage.migrations import Migration, apply_sqlite
+
+__all__ = ["connect"]
+
+
+def connect(
+    path: str, component: str, migrations: Sequence[Migration], *, timeout: float = 30.0
+) -> sqlite3.Connection:
+    """A migrated autocommit connection usable from any thread (one at a time).
+
+    A new file is created readable by its owner only.
+    """
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+    try:
+        _wal(conn, path, timeout)
+        # FULL: a commit is fsynced before it returns, so it survives a power cut
+        # too (NORMAL in WAL mode survives only a process crash).
+        conn.execute("PRAGMA synchronous=FULL")
+        apply_sqlite(conn, component, migrations)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _wal(conn: sqlite3.Connection, path: str, timeout: float) -> None:
+    # Switching to WAL needs the database to itself and SQLite answers "locked"
+    # at once, without its busy handler, when another connection is opening the
+    # same new file: retry. Once set, WAL mode is stored in the file.
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if path == ":memory:" or str(mode).lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
