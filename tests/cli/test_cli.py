@@ -21,7 +21,7 @@ def test_every_command_has_help() -> None:
 
 
 def test_run_text_pretty() -> None:
-    result = runner.invoke(app, ["run", "sentiment", "I love this phone"])
+    result = runner.invoke(app, ["run", "sentiment@1", "I love this phone"])
     assert result.exit_code == 0, result.output
     assert '"label": "positive"' in result.output
     assert "sentiment@1.0.0" in result.output
@@ -80,8 +80,9 @@ def test_plugins_table_and_json() -> None:
     result = runner.invoke(app, ["plugins", "--json"])
     assert result.exit_code == 0
     rows = {row["name"]: row for row in json.loads(result.stdout)}
-    assert rows["sentiment"]["versions"] == ["1.0.0"]
-    assert "cache 3600s" in rows["sentiment"]["policy"]
+    assert rows["sentiment"]["versions"] == ["1.0.0", "2.0.0"]
+    assert rows["sentiment"]["default"] == "2.0.0"  # the model version; @1 is its fallback
+    assert "fallback → sentiment@1.0.0" in rows["sentiment"]["policy"]
     assert "hello" in rows  # the third-party package, through its entry point
     table = runner.invoke(app, ["plugins"])
     assert table.exit_code == 0
@@ -106,7 +107,7 @@ def test_config_check(tmp_path: Path) -> None:
 def test_console_script_runs_in_a_fresh_process() -> None:
     exe = Path(sys.executable).with_name("brickwork")
     proc = subprocess.run(
-        [str(exe), "run", "sentiment", "--json"],
+        [str(exe), "run", "sentiment@1", "--json"],
         input="What a wonderful day",
         capture_output=True,
         text=True,

@@ -256,5 +256,19 @@ def config_check(
         out.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
+def _mount_commands() -> None:
+    # The other command groups live in their own modules and add themselves here;
+    # imported last because some reuse this module's helpers.
+    from brickwork.cli import audit, keys, models, route
+    from brickwork.cli import eval as eval_cli
+
+    app.add_typer(models.models_app, name="models")
+    for module in (route, eval_cli, keys, audit):
+        module.register(app)
+
+
+_mount_commands()
+
+
 def main() -> None:
     app()

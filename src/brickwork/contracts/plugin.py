@@ -181,6 +181,8 @@ class Plugin(ABC, Generic[InT, OutT]):
         examples: inputs with expected outputs or properties.
         model: default model id (``provider:model``) bound to ``ctx.model``.
         embedding_model: model id used by ``ctx.model.embed``.
+        routable: whether intent routing may send plain-text requests here
+            (``False`` for plugins whose input needs more than a text).
         input_type, output_type: taken from ``Plugin[In, Out]``.
     """
 
@@ -193,6 +195,7 @@ class Plugin(ABC, Generic[InT, OutT]):
     examples: ClassVar[Sequence[Example]] = ()
     model: ClassVar[str | None] = None
     embedding_model: ClassVar[str | None] = None
+    routable: ClassVar[bool] = True
     input_type: ClassVar[type[BaseModel]]
     output_type: ClassVar[type[BaseModel]]
 

@@ -94,6 +94,7 @@ DEFAULT_FALLBACK_ON: tuple[str, ...] = (
     "provider_bad_response",
     "provider_unsupported",
     "provider_auth_failed",
+    "context_length_exceeded",
     "provider_error",
     "retries_exhausted",
     "circuit_open",

@@ -108,6 +108,9 @@ class RouteRule(_Strict):
 class RoutingConfig(_Strict):
     rules: list[RouteRule] = Field(default_factory=list)
     default: str | None = None
+    intent: bool = Field(default=True, description="route by intent when no rule matches")
+    intent_model: str = Field(default="local:e5-small", description="embedding model for intent")
+    intent_floor: float = Field(default=-0.05, description="no calibrated threshold is set below this score")
 
     @field_validator("default")
     @classmethod

@@ -37,8 +37,8 @@ from brickwork.contracts.errors import (
     FallbacksExhaustedError,
     InvalidRequestError,
     PermissionDeniedError,
-    RecordFailedError,
     PluginFailedError,
+    RecordFailedError,
 )
 from brickwork.contracts.provider import estimate_tokens
 from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision

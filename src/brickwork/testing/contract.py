@@ -37,6 +37,8 @@ class PluginContractTests:
     """Checks a plugin keeps the promises of the plugin contract."""
 
     plugin: ClassVar[type[Plugin[Any, Any]]]
+    #: Plugins the default policy falls back to; registered first, as in a real install.
+    fallbacks: ClassVar[tuple[type[Plugin[Any, Any]], ...]] = ()
     #: True when :meth:`make_providers` returns real models (runs ``needs_model`` examples).
     real_models: ClassVar[bool] = False
 
@@ -46,12 +48,19 @@ class PluginContractTests:
         return [FakeProvider(name) for name in sorted(names)]
 
     def _models(self) -> list[str]:
-        models = (self.plugin.model, self.plugin.embedding_model, *self.plugin.policy.fallback.models)
+        models: list[str | None] = []
+        for cls in (self.plugin, *self.fallbacks):
+            models += [cls.model, cls.embedding_model, *cls.policy.fallback.models]
         return [m for m in models if m]
 
-    def make_orchestrator(self) -> Orchestrator:
+    def make_registry(self) -> Registry:
         registry = Registry()
-        registry.add(self.plugin)
+        for cls in (*self.fallbacks, self.plugin):
+            registry.add(cls)
+        return registry
+
+    def make_orchestrator(self) -> Orchestrator:
+        registry = self.make_registry()
         providers = Providers()
         for provider in self.make_providers():
             providers.add(provider)
@@ -69,13 +78,11 @@ class PluginContractTests:
     def test_registers_cleanly(self) -> None:
         import pytest
 
-        registry = Registry()
         try:
-            entry = registry.add(self.plugin)
+            registry = self.make_registry()
         except PluginValidationError as exc:  # pragma: no cover - the failure is the report
             pytest.fail(f"registration failed: {exc}")
-        assert entry is not None
-        assert registry.resolve(self.plugin.name).ref == self.plugin.ref()
+        assert registry.resolve(self.plugin.ref()).cls is self.plugin
 
     def test_contract_schemas_are_json(self) -> None:
         for model in (self.plugin.input_type, self.plugin.output_type):

@@ -1,5 +1,7 @@
-"""Sentiment plugins."""
+"""Sentiment plugins: ``sentiment@2`` (LLM label scoring) falling back to
+``sentiment@1`` (VADER rules, no model)."""
 
+from brickwork.plugins.sentiment.llm import SentimentLLM
 from brickwork.plugins.sentiment.rules import (
     Evidence,
     SentimentInput,
@@ -7,4 +9,4 @@ from brickwork.plugins.sentiment.rules import (
     SentimentRules,
 )
 
-__all__ = ["Evidence", "SentimentInput", "SentimentOutput", "SentimentRules"]
+__all__ = ["Evidence", "SentimentInput", "SentimentLLM", "SentimentOutput", "SentimentRules"]

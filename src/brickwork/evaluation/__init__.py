@@ -1,0 +1,1 @@
+"""Evaluation of plugins and routing on small labelled datasets."""
