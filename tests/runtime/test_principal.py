@@ -88,7 +88,9 @@ async def test_explicit_metadata_routed_fallback_and_nested_paths_are_all_checke
         await orch.handle({"plugin": "llm", "input": "hi"}, principal=only_llm)
     with pytest.raises(PermissionDeniedError, match="'rules'"):  # caller allowed, its callee not
         await orch.handle({"plugin": "caller", "input": "hi"}, principal=Key("acme", ("caller",)))
-    nested = await orch.handle({"plugin": "caller", "input": "hi"}, principal=Key("acme", ("caller", "rules")))
+    nested = await orch.handle(
+        {"plugin": "caller", "input": "hi"}, principal=Key("acme", ("caller", "rules"))
+    )
     assert nested.output == {"text": "rules"}
 
     both = Key("acme", ("llm", "rules"))

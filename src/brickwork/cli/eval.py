@@ -147,7 +147,8 @@ def _print_table(runtime: Orchestrator, evaluation: Evaluation, dataset: Path, o
     rows: dict[str, list[str]] = {}
     for i, report in enumerate(reports):
         entry = runtime.registry.resolve(report.ref)
-        table.add_column(f"{report.ref}\n{entry.model or 'rules, no model'}", justify="right")
+        binding = entry.model or entry.embedding_model or "rules, no model"
+        table.add_column(f"{report.ref}\n{binding}", justify="right")
         for name, value in report.rows().items():
             rows.setdefault(name, ["-"] * len(reports))[i] = str(value)
     for name, cells in rows.items():
