@@ -1,5 +1,5 @@
 # The two commands of the README's quick start:
-#   make demo   set up .venv and run the sentiment plugin on the embedded default
+#   make demo   set up .venv and summarize an article with the embedded default model
 #   make test   set up .venv and run lint, types and the test suite
 # `make test-slow` runs the soak/load tests kept out of the default run.
 
@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml requirements/models.txt tests/fixtures/brickwork-hello/
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/brickwork run sentiment "The battery life is great, but the screen is awful."
+	$(BIN)/brickwork models prepare
+	$(BIN)/brickwork run summarize < examples/article.txt
 
 lint: setup
 	$(BIN)/ruff check src tests bench
