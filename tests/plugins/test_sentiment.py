@@ -3,14 +3,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import pytest
-
 from brickwork import build
 from brickwork.plugins.sentiment import SentimentRules
 from brickwork.plugins.sentiment.rules import analyse
 from brickwork.testing import PluginContractTests
 
-DEV_SET = Path(__file__).resolve().parents[3] / "shared" / "data" / "sentiment-dev.tsv"
+DEV_SET = Path(__file__).resolve().parents[2] / "datasets" / "sentiment-dev.tsv"
 
 
 class TestSentimentRulesContract(PluginContractTests):
@@ -43,7 +41,6 @@ def test_neutral_text_has_no_evidence() -> None:
     assert out.evidence == []
 
 
-@pytest.mark.skipif(not DEV_SET.exists(), reason="shared dev set not present")
 def test_accuracy_on_the_dev_set_stays_where_it_was_measured() -> None:
     with DEV_SET.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
