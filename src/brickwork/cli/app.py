@@ -259,11 +259,11 @@ def config_check(
 def _mount_commands() -> None:
     # The other command groups live in their own modules and add themselves here;
     # imported last because some reuse this module's helpers.
-    from brickwork.cli import audit, keys, models, route
+    from brickwork.cli import audit, keys, models, route, serve
     from brickwork.cli import eval as eval_cli
 
     app.add_typer(models.models_app, name="models")
-    for module in (route, eval_cli, keys, audit):
+    for module in (route, eval_cli, keys, audit, serve):
         module.register(app)
 
 

@@ -13,6 +13,12 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   └── ModelVerificationError        a local model file's sha256 is not the official one
     ├── ContractError                 a request or a plugin broke a contract
     │   ├── InvalidRequestError           malformed request, bad plugin ref
+    │   │   ├── PayloadTooLargeError          body over the size limit (HTTP)
+    │   │   ├── UnsupportedMediaTypeError     not JSON (HTTP)
+    │   │   ├── RouteNotFoundError            no such endpoint (HTTP)
+    │   │   ├── MethodNotAllowedError         (HTTP)
+    │   │   ├── IdempotencyConflictError      same key still running
+    │   │   └── IdempotencyKeyReusedError     same key, different body
     │   ├── PluginNotFoundError           no such plugin / version / label
     │   ├── KeyNotFoundError              no API key with that id
     │   ├── InputValidationError          input does not match the plugin's Input
@@ -69,14 +75,19 @@ __all__ = [
     "ContractError",
     "DeadlineExceededError",
     "FallbacksExhaustedError",
+    "IdempotencyConflictError",
+    "IdempotencyKeyReusedError",
     "InputValidationError",
+    "InternalError",
     "InvalidRequestError",
     "KeyNotFoundError",
+    "MethodNotAllowedError",
     "ModelNotFoundError",
     "ModelNotInstalledError",
     "ModelVerificationError",
     "NoRouteError",
     "OutputValidationError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "PluginFailedError",
     "PluginNotFoundError",
@@ -94,7 +105,9 @@ __all__ = [
     "RealProviderForbiddenError",
     "RecordFailedError",
     "RetriesExhaustedError",
+    "RouteNotFoundError",
     "StorageError",
+    "UnsupportedMediaTypeError",
     "error_codes",
     "http_status",
 ]
@@ -193,6 +206,40 @@ class ContractError(BrickworkError):
 
 class InvalidRequestError(ContractError):
     code = "invalid_request"
+
+
+class PayloadTooLargeError(InvalidRequestError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(InvalidRequestError):
+    code = "unsupported_media_type"
+
+
+class RouteNotFoundError(InvalidRequestError):
+    code = "not_found"
+
+
+class MethodNotAllowedError(InvalidRequestError):
+    code = "method_not_allowed"
+
+
+class IdempotencyConflictError(InvalidRequestError):
+    """A request with the same idempotency key is still running."""
+
+    code = "idempotency_in_progress"
+
+
+class IdempotencyKeyReusedError(InvalidRequestError):
+    """The idempotency key was used before with a different request body."""
+
+    code = "idempotency_key_reused"
+
+
+class InternalError(BrickworkError):
+    """A bug in Brickwork itself: the only error that is a 500 by design."""
+
+    code = "internal_error"
 
 
 class PluginNotFoundError(ContractError):
@@ -372,6 +419,13 @@ HTTP_STATUS: dict[type[BrickworkError], int] = {
     ModelVerificationError: 500,
     ContractError: 400,
     InvalidRequestError: 400,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    RouteNotFoundError: 404,
+    MethodNotAllowedError: 405,
+    IdempotencyConflictError: 409,
+    IdempotencyKeyReusedError: 422,
+    InternalError: 500,
     PluginNotFoundError: 404,
     KeyNotFoundError: 404,
     InputValidationError: 422,

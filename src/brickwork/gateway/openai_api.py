@@ -1,0 +1,430 @@
+"""The OpenAI-compatible API: ``/v1/models``, ``/v1/chat/completions``, ``/v1/embeddings``.
+
+``model`` is either a plugin ref (``sentiment``, ``summarize@prod``) or a
+``provider:model`` pass-through (``openai:gpt-4o-mini``) that the key's patterns
+must allow. For a plugin, the last user message is its input: plain text for
+plugins with a ``text`` field, a JSON object for structured ones (or for text
+plugins whose other fields you want to set). The reply's content is the output's
+``text`` field if it has one, else the output as JSON; the envelope's facts are
+in an extra ``brickwork`` field.
+
+Errors have the OpenAI shape and statuses, so the official SDK raises its own
+exception types (``AuthenticationError``, ``PermissionDeniedError``,
+``NotFoundError``, ``RateLimitError`` …). Streaming is Server-Sent Events; a
+pass-through model streams tokens as the provider sends them. A failure after the
+stream has started arrives as an ``error`` event, which the SDK raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic_core import to_json
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from brickwork.contracts.errors import (
+    BrickworkError,
+    FallbacksExhaustedError,
+    InvalidRequestError,
+    PluginNotFoundError,
+)
+from brickwork.contracts.refs import PluginRef
+from brickwork.contracts.request import Envelope, Request
+from brickwork.gateway.body import parse_body, read_body
+from brickwork.gateway.errors import InternalError, error_body, error_response
+from brickwork.gateway.passthrough import StreamSink, chat_messages, stream_sink
+from brickwork.gateway.responses import endpoint, json_response
+from brickwork.gateway.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
+from brickwork.storage.keys import ApiKey
+
+if TYPE_CHECKING:
+    from brickwork.gateway.app import Gateway
+
+__all__ = ["OpenAIAPI"]
+
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class OpenAIAPI:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/chat/completions", endpoint(self.chat_completions), methods=["POST"]),
+            Route("/v1/embeddings", endpoint(self.embeddings), methods=["POST"]),
+            Route("/v1/models", endpoint(self.list_models), methods=["GET"]),
+            Route("/v1/models/{model:path}", endpoint(self.get_model), methods=["GET"]),
+        ]
+
+    # --- models ------------------------------------------------------------------
+
+    def _model_ids(self, key: ApiKey) -> list[str]:
+        registry = self.gateway.orchestrator.registry
+        ids: list[str] = []
+        for name in registry.names():
+            if name in self.gateway.passthrough_names or not key.allows(name):
+                continue
+            ids.append(name)
+            ids.extend(f"{name}@{label}" for label in registry.labels(name))
+            ids.extend(entry.ref for entry in registry.versions(name))
+        return ids
+
+    @staticmethod
+    def _model(model_id: str) -> dict[str, Any]:
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "brickwork"}
+
+    async def list_models(self, request: HTTPRequest) -> Response:
+        key = await self.gateway.authenticate(request)
+        return json_response({"object": "list", "data": [self._model(m) for m in self._model_ids(key)]})
+
+    async def get_model(self, request: HTTPRequest) -> Response:
+        key = await self.gateway.authenticate(request)
+        model_id = request.path_params["model"]
+        if model_id not in self._model_ids(key):
+            raise PluginNotFoundError(f"no model {model_id[:200]!r} for this key", plugin=None)
+        return json_response(self._model(model_id))
+
+    # --- chat ----------------------------------------------------------------------
+
+    async def chat_completions(self, request: HTTPRequest) -> Response:
+        gateway = self.gateway
+        key = await gateway.authenticate(request)
+        raw = await read_body(request, gateway.settings.max_body_bytes)
+        body = parse_body(ChatCompletionRequest, raw)
+        call, model = self._chat_request(key, body)
+        created = int(time.time())
+        if body.stream:
+            return await self._stream(key, body, call, model, created, size=len(raw))
+        envelope = await gateway.dispatch(key, call, model=model, size=len(raw))
+        text, finish = _reply(envelope)
+        completion = {
+            "id": f"chatcmpl-{envelope.trace_id}",
+            "object": "chat.completion",
+            "created": created,
+            "model": body.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
+            ],
+            "usage": _usage(envelope),
+            "system_fingerprint": None,
+            "brickwork": _facts(envelope),
+        }
+        return json_response(completion, headers={"x-brickwork-trace-id": envelope.trace_id})
+
+    def _chat_request(self, key: ApiKey, body: ChatCompletionRequest) -> tuple[Request, str | None]:
+        """The Brickwork request a chat request stands for, and its pass-through model."""
+        metadata = dict(body.metadata or {})
+        provider, colon, model_name = body.model.partition(":")
+        if colon:
+            plugin = self.gateway.passthrough.get(provider)
+            if plugin is None or not model_name:
+                raise PluginNotFoundError(
+                    f"no provider {provider[:64]!r} for model {body.model[:200]!r} "
+                    f"(providers: {', '.join(sorted(self.gateway.passthrough)) or 'none'})"
+                )
+            messages = chat_messages([(m.role, m.text()) for m in body.messages])
+            max_tokens = (
+                body.max_completion_tokens or body.max_tokens or self.gateway.settings.default_max_tokens
+            )
+            stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+            data: dict[str, Any] | str = {
+                "model": model_name,
+                "messages": messages,
+                "max_tokens": max_tokens,
+                "temperature": body.temperature if body.temperature is not None else 0.0,
+                "stop": stop,
+                "stream": body.stream,
+            }
+            return _request(plugin, data, key, metadata), body.model
+        ref = PluginRef.parse(body.model)
+        content = _last_user(body.messages)
+        # What a plugin takes is only looked at for a plugin the key may use: for
+        # another, the orchestrator refuses the request (and records it) unread.
+        allowed = self.gateway.principal(key).allows(ref.name)
+        data = self._plugin_input(ref, content) if allowed else content
+        return _request(str(ref), data, key, metadata), None
+
+    def _plugin_input(self, ref: PluginRef, content: str) -> dict[str, Any] | str:
+        """Text for a text plugin; a JSON object for a structured one."""
+        fields: set[str] | None = None
+        # An unknown plugin is the orchestrator's to refuse (and record).
+        with contextlib.suppress(BrickworkError):
+            fields = set(self.gateway.orchestrator.registry.resolve(ref).cls.input_type.model_fields)
+        stripped = content.strip()
+        if stripped.startswith("{"):
+            try:
+                data = json.loads(stripped)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and (fields is None or "text" not in fields or set(data) <= fields):
+                return data
+        if fields is not None and "text" not in fields:
+            raise InvalidRequestError(
+                f"{ref} takes structured input ({', '.join(sorted(fields))}): "
+                "send the last user message as a JSON object",
+                plugin=str(ref),
+            )
+        return content
+
+    async def _stream(
+        self,
+        key: ApiKey,
+        body: ChatCompletionRequest,
+        call: Request,
+        model: str | None,
+        created: int,
+        *,
+        size: int,
+    ) -> Response:
+        sink = StreamSink()
+        token = stream_sink.set(sink)
+        try:
+            # The task copies the context now, sink included; the sink's queue gets
+            # a None when the task is over, after every delta it pushed.
+            task = asyncio.create_task(self.gateway.dispatch(key, call, model=model, size=size))
+        finally:
+            stream_sink.reset(token)
+        task.add_done_callback(lambda done: _finished(done, sink))
+        try:
+            first = await sink.queue.get()
+        except BaseException:
+            task.cancel()
+            raise
+        if first is None:
+            # Over before a token flowed: a failure gets its real status (and the
+            # SDK its proper exception type), not a 200 with an error event.
+            exc = task.exception()
+            if isinstance(exc, BrickworkError):
+                return error_response(exc)
+            if exc is not None:
+                raise exc  # endpoint() turns it into a 500
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = _events(task, sink, first, body.model, created, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    # --- embeddings ------------------------------------------------------------------
+
+    async def embeddings(self, request: HTTPRequest) -> Response:
+        gateway = self.gateway
+        key = await gateway.authenticate(request)
+        raw = await read_body(request, gateway.settings.max_body_bytes)
+        body = parse_body(EmbeddingRequest, raw)
+        texts = [body.input] if isinstance(body.input, str) else list(body.input)
+        if not texts:
+            raise InvalidRequestError("input must be a text or a non-empty list of texts")
+        provider, colon, model_name = body.model.partition(":")
+        if colon:
+            plugin = gateway.passthrough.get(provider)
+            if plugin is None or not model_name:
+                raise PluginNotFoundError(f"no provider {provider[:64]!r} for model {body.model[:200]!r}")
+            call = Request(plugin=plugin, input={"model": model_name, "texts": texts}, tenant=key.tenant)
+            envelope = await gateway.dispatch(key, call, model=body.model, size=len(raw))
+            vectors = envelope.output.get("vectors") or []
+            envelopes = [envelope]
+        else:
+            ref = PluginRef.parse(body.model)
+            # One run per text, concurrently (the plugin's bulkhead bounds them); the
+            # first failure cancels the rest.
+            try:
+                async with asyncio.TaskGroup() as group:
+                    runs = [
+                        group.create_task(
+                            gateway.dispatch(
+                                key, Request(plugin=str(ref), input=text, tenant=key.tenant), size=len(text)
+                            )
+                        )
+                        for text in texts
+                    ]
+            except BaseExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+            envelopes = [run.result() for run in runs]
+            vectors = [_vector(ref, e) for e in envelopes]
+        if body.dimensions is not None:
+            vectors = [v[: body.dimensions] for v in vectors]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode(v, body.encoding_format)}
+            for i, v in enumerate(vectors)
+        ]
+        prompt_tokens = sum(e.usage.input_tokens for e in envelopes)
+        return json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body.model,
+                "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+                "brickwork": [_facts(e) for e in envelopes],
+            },
+            headers={"x-brickwork-trace-id": envelopes[0].trace_id},
+        )
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _request(plugin: str, data: dict[str, Any] | str, key: ApiKey, metadata: dict[str, str]) -> Request:
+    return Request(plugin=plugin, input=data, tenant=key.tenant, metadata=metadata)
+
+
+def _last_user(messages: list[ChatMessage]) -> str:
+    for message in reversed(messages):
+        if message.role == "user":
+            return message.text()
+    raise InvalidRequestError("messages has no user message: a plugin's input is the last user message")
+
+
+def _reply(envelope: Envelope) -> tuple[str, str]:
+    """The assistant's text and finish reason for an envelope."""
+    output = envelope.output
+    text = output.get("text")
+    finish = output.get("finish_reason")
+    if isinstance(text, str):
+        return text, finish if isinstance(finish, str) else "stop"
+    return json.dumps(output, ensure_ascii=False), "stop"
+
+
+def _usage(envelope: Envelope) -> dict[str, int]:
+    usage = envelope.usage
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _facts(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "plugin": envelope.plugin,
+        "version": envelope.version,
+        "trace_id": envelope.trace_id,
+        "route": envelope.route.model_dump(mode="json"),
+        "models": envelope.models,
+        "cost": envelope.cost,
+        "cache_hit": envelope.cache_hit,
+        "degraded": envelope.degraded,
+        "warnings": envelope.warnings,
+        "latency_ms": envelope.latency_ms,
+    }
+
+
+def _vector(ref: PluginRef, envelope: Envelope) -> list[float]:
+    output = envelope.output
+    for field in ("embedding", "vector"):
+        value = output.get(field)
+        if isinstance(value, list):
+            return [float(x) for x in value]
+    for field in ("embeddings", "vectors"):
+        value = output.get(field)
+        if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+            return [float(x) for x in value[0]]
+    raise InvalidRequestError(
+        f"{ref} does not produce embeddings (its output has no 'embedding' field)", plugin=str(ref)
+    )
+
+
+def _encode(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector
+
+
+def _finished(task: asyncio.Task[Envelope], sink: StreamSink) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved here, so a client that left does not leave it unretrieved
+    sink.queue.put_nowait(None)
+
+
+def _sse(data: Any) -> bytes:
+    return b"data: " + to_json(data) + b"\n\n"
+
+
+async def _events(
+    task: asyncio.Task[Envelope],
+    sink: StreamSink,
+    first: str | None,
+    model: str,
+    created: int,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    """The SSE stream of one chat completion; the run is cancelled if the client leaves."""
+    chat_id = f"chatcmpl-{secrets.token_hex(16)}"
+    streamed: list[str] = []
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return _sse(
+            {
+                "id": chat_id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            }
+        )
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        item = first
+        while item is not None:
+            streamed.append(item)
+            yield chunk({"content": item})
+            item = await sink.queue.get()
+        exc = task.exception()
+        if exc is not None:
+            error = exc if isinstance(exc, BrickworkError) else _internal(exc)
+            yield _sse(error_body(error))
+            return
+        envelope = task.result()
+        text, finish = _reply(envelope)
+        if not streamed:
+            if text:
+                yield chunk({"content": text})
+        elif "".join(streamed) != text:
+            # A fallback answered after the first choice had streamed part of its
+            # text: the client cannot splice the two, so it is told, not misled.
+            yield _sse(error_body(_interrupted(envelope)))
+            return
+        final = chunk({}, finish)
+        yield final
+        if include_usage:
+            yield _sse(
+                {
+                    "id": chat_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(envelope),
+                    "brickwork": _facts(envelope),
+                }
+            )
+        yield b"data: [DONE]\n\n"
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+def _interrupted(envelope: Envelope) -> BrickworkError:
+    return FallbacksExhaustedError(
+        f"the stream broke off and {envelope.plugin}@{envelope.version} answered instead; retry the request",
+        errors=[],
+        plugin=f"{envelope.plugin}@{envelope.version}",
+    )
+
+
+def _internal(exc: BaseException) -> BrickworkError:
+    return InternalError(f"internal error ({type(exc).__name__}); see the server log")
