@@ -418,3 +418,18 @@ def test_records_serialise_without_sharing_mutable_state() -> None:
     assert "x" not in record.models
     assert record.guard_verdicts[0]["verdict"] == "redacted"
     json.loads(canonical_json(data))
+
+
+@pytest.mark.parametrize(("durability", "pragma"), [("process", 1), ("power", 2)])
+async def test_durability_picks_the_fsync_policy(tmp_path: Path, durability: str, pragma: int) -> None:
+    from brickwork.storage.audit import SQLiteAuditLog
+
+    log = SQLiteAuditLog(tmp_path / "a.db", durability=durability)  # type: ignore[arg-type]
+    try:
+        await log.record(call(1))
+        assert log._write_conn is not None
+        # 1 = NORMAL (survives a process crash), 2 = FULL (survives a power cut too)
+        assert log._write_conn.execute("PRAGMA synchronous").fetchone()[0] == pragma
+        assert (await log.verify()).ok
+    finally:
+        await log.aclose()

@@ -77,13 +77,15 @@ class CircuitBreaker:
             error = exc
             raise
         finally:
-            await asyncio.shield(
-                self.state.breaker_record(
-                    self.key,
-                    self.policy,
-                    now=self.clock.time(),
-                    outcome=outcome_of(error),
-                    latency=self.clock.now() - started,
-                    permit=permit,
-                )
+            recording = self.state.breaker_record(
+                self.key,
+                self.policy,
+                now=self.clock.time(),
+                outcome=outcome_of(error),
+                latency=self.clock.now() - started,
+                permit=permit,
             )
+            if isinstance(error, asyncio.CancelledError):
+                await asyncio.shield(recording)  # record even while being cancelled
+            else:
+                await recording  # no extra task on the hot path

@@ -8,6 +8,7 @@ flight: a request keeps the entry it resolved.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,8 +57,8 @@ class PluginEntry:
     def name(self) -> str:
         return self.cls.name
 
-    @property
-    def ref(self) -> str:
+    @functools.cached_property
+    def ref(self) -> str:  # read several times per request: computed once
         return f"{self.cls.name}@{self.version}"
 
     def contract(self) -> tuple[str, str]:

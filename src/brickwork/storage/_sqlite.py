@@ -1,4 +1,4 @@
-"""Opening a SQLite store: owner-only file, WAL, ``synchronous=FULL``, migrated."""
+"""Opening a SQLite store: owner-only file, WAL, ``synchronous`` FULL or NORMAL, migrated."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from brickwork.storage.migrations import Migration, apply_sqlite
 
@@ -14,7 +15,12 @@ __all__ = ["connect"]
 
 
 def connect(
-    path: str, component: str, migrations: Sequence[Migration], *, timeout: float = 30.0
+    path: str,
+    component: str,
+    migrations: Sequence[Migration],
+    *,
+    timeout: float = 30.0,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
 ) -> sqlite3.Connection:
     """A migrated autocommit connection usable from any thread (one at a time).
 
@@ -27,8 +33,9 @@ def connect(
     try:
         _wal(conn, path, timeout)
         # FULL: a commit is fsynced before it returns, so it survives a power cut
-        # too (NORMAL in WAL mode survives only a process crash).
-        conn.execute("PRAGMA synchronous=FULL")
+        # too. NORMAL in WAL mode survives a crash of the process (the commit is in
+        # the OS's WAL file) but not of the machine, and skips an fsync per commit.
+        conn.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
         apply_sqlite(conn, component, migrations)
     except BaseException:
         conn.close()

@@ -15,7 +15,8 @@ ensure_ascii=False)``. An exported line is itself canonical JSON,
 check a chain from an export with nothing but SHA-256.
 
 **Durability.** The logs are *required* recorders: :meth:`record` returns only
-after the row is committed (SQLite in WAL mode with ``synchronous=FULL``;
+after the row is committed (SQLite in WAL mode, ``synchronous`` NORMAL or FULL by
+the ``durability`` asked for;
 a PostgreSQL commit), so an answer whose record was not written is never
 given, also if the server process dies a moment later.
 
@@ -44,7 +45,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Literal, Protocol, TextIO, TypeVar
 
 from brickwork.contracts.errors import ConfigurationError, StorageError
 from brickwork.runtime.recording import CallRecord
@@ -340,13 +341,26 @@ def _check_row(row: _Row, expected: int, prev: str) -> str | None:
 
 
 class SQLiteAuditLog(_GroupCommitLog):
-    """The audit log in a SQLite file: WAL, ``synchronous=FULL``, written from a thread.
+    """The audit log in a SQLite file, in WAL mode, written from a thread.
 
-    The file is created readable by its owner only.
+    ``durability="process"`` (the default) commits with ``synchronous=NORMAL``: a
+    record whose ``record()`` returned survives a crash or ``kill -9`` of the server
+    process, which is the promise the gateway makes, without an fsync per commit.
+    ``durability="power"`` uses ``synchronous=FULL``: it also survives a power cut
+    or kernel crash, at about a millisecond of fsync per commit (group commit
+    shares it between concurrent requests). The file is created readable by its
+    owner only.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, max_batch: int = 5_000) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_batch: int = 5_000,
+        durability: Literal["process", "power"] = "process",
+    ) -> None:
         super().__init__(max_batch=max_batch)
+        self.durability = durability
         self.path = str(path)
         if self.path == ":memory:":
             raise ConfigurationError("the audit log must be a file: an in-memory one would lose records")
@@ -355,7 +369,8 @@ class SQLiteAuditLog(_GroupCommitLog):
         self._read_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        return connect(self.path, "audit", MIGRATIONS)
+        sync: Literal["FULL", "NORMAL"] = "FULL" if self.durability == "power" else "NORMAL"
+        return connect(self.path, "audit", MIGRATIONS, synchronous=sync)
 
     async def _thread(self, fn: Callable[[], T]) -> T:
         try:
