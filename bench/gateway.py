@@ -12,7 +12,8 @@ upstream (:class:`brickwork.testing.upstream.FakeUpstream`):
 (c) Brickwork's full path: ``python -m brickwork.gateway`` (uvicorn, uvloop,
     httptools) with key authentication, routing to the ``passthrough-up`` plugin
     and its default policies (timeout, breaker, bulkhead), Prometheus metrics
-    and the SQLite audit log (group commit, ``synchronous=FULL``), calling
+    and the SQLite audit log (group commit, durability "process": WAL with
+    ``synchronous=NORMAL``, every answered record survives a kill -9), calling
     ``up:fake-model``;
 (c0) the same without the audit log (``--audit off``), to show how much of (c) the
     durable record is (skip with ``--no-diagnostic``);
@@ -503,7 +504,7 @@ def report(targets: list[Target], tmp: Path) -> None:
         print(f"  without the audit log: {added0:.3f} ms")
     if "(d)" in best:
         print(f"max RPS, Brickwork ÷ LiteLLM: {bw.rps / best['(d)'].rps:.1f}× (target ≥ 20×)")
-    print(f"the audit log was a SQLite file (WAL, synchronous=FULL) under {tmp.parent}")
+    print(f"the audit log was a SQLite file (WAL, synchronous=NORMAL: survives kill -9) under {tmp.parent}")
 
 
 if __name__ == "__main__":

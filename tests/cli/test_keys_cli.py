@@ -47,6 +47,8 @@ def test_create_list_revoke(app: typer.Typer, store_url: str) -> None:
             "acme",
             "--plugins",
             "sentiment*, summarize",
+            "--plugins",  # repeatable too
+            "openai:*",
             "--name",
             "ci",
             "--expires-in",
@@ -67,7 +69,7 @@ def test_create_list_revoke(app: typer.Typer, store_url: str) -> None:
     assert "only time" in result.stderr
     key = authenticate(store_url, raw)
     assert key.tenant == "acme"
-    assert key.plugins == ("sentiment*", "summarize")
+    assert key.plugins == ("sentiment*", "summarize", "openai:*")
     assert key.name == "ci"
     assert key.rate_limit == {"requests": 100, "window": 60.0}
     assert key.budget == {"limit": 5.0}

@@ -101,10 +101,10 @@ def _keys_app() -> typer.Typer:
     def create(
         tenant: Annotated[str, typer.Option(help="Tenant the key's calls are made for.")],
         plugins: Annotated[
-            str,
+            list[str],
             typer.Option(
-                help="Comma-separated patterns of plugins (and provider:model ids) the key may use, "
-                "e.g. 'sentiment*,summarize,openai:*'."
+                help="Patterns of plugins (and provider:model ids) the key may use: repeat the "
+                "option or separate with commas, e.g. 'sentiment*,summarize' --plugins 'openai:*'."
             ),
         ],
         admin: Annotated[bool, typer.Option("--admin", help="May use the admin API.")] = False,
@@ -129,7 +129,7 @@ def _keys_app() -> typer.Typer:
     ) -> None:
         """Create a key and print it. It is shown this once: store it now."""
         try:
-            patterns = [p.strip() for p in plugins.split(",") if p.strip()]
+            patterns = [p.strip() for item in plugins for p in item.split(",") if p.strip()]
             expires_at = time.time() + parse_duration(expires_in) if expires_in else None
             rate_limit: dict[str, Any] | None = None
             if rate_limit_requests is not None:
