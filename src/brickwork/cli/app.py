@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,6 +169,13 @@ def _request(
         raise InvalidRequestError(f"{name!r} already names a version; drop --version/--label")
     plugin = f"{ref.name}@{selector}" if selector else str(ref)
     PluginRef.parse(plugin)
+    data = read_input(text, input_json)
+    metadata = parse_meta(meta)
+    return Request(plugin=plugin, input=data, tenant=tenant, metadata=metadata, cache_bypass=no_cache)
+
+
+def read_input(text: str | None, input_json: str | None) -> dict[str, Any] | str:
+    """The request input from TEXT, ``--input JSON`` or standard input (one of them)."""
     if text is not None and input_json is not None:
         raise InvalidRequestError("give TEXT or --input, not both")
     data: dict[str, Any] | str
@@ -186,13 +194,18 @@ def _request(
             raise InvalidRequestError("standard input was empty; give TEXT or --input")
     else:
         raise InvalidRequestError("no input: give TEXT, --input JSON, or pipe text on stdin")
+    return data
+
+
+def parse_meta(meta: Sequence[str]) -> dict[str, str]:
+    """``--meta KEY=VALUE`` options as a dict."""
     metadata: dict[str, str] = {}
     for item in meta:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise InvalidRequestError(f"--meta {item!r} must be KEY=VALUE")
         metadata[key] = value
-    return Request(plugin=plugin, input=data, tenant=tenant, metadata=metadata, cache_bypass=no_cache)
+    return metadata
 
 
 def _print_envelope(envelope: Envelope) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +19,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from brickwork.cli.app import ConfigOption, JsonOption, _fail, _print_envelope, _runtime, out
+from brickwork.cli.app import (
+    ConfigOption,
+    JsonOption,
+    _fail,
+    _print_envelope,
+    _runtime,
+    out,
+    parse_meta,
+    read_input,
+)
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError, NoRouteError
 from brickwork.contracts.request import Envelope, Request, RouteDecision
 from brickwork.runtime.intent import (
@@ -138,31 +146,10 @@ async def _decide(
 
 
 def _request(text: str | None, input_json: str | None, tenant: str, meta: Sequence[str]) -> Request:
-    if text is not None and input_json is not None:
-        raise InvalidRequestError("give TEXT or --input, not both")
-    data: dict[str, Any] | str
-    if input_json is not None:
-        try:
-            data = json.loads(input_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"--input is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequestError("--input must be a JSON object")
-    elif text is not None:
-        data = text
-    elif not sys.stdin.isatty():
-        data = sys.stdin.read()
-    else:
-        raise InvalidRequestError("no input: give TEXT, --input JSON, or pipe text on stdin")
+    data = read_input(text, input_json)
     if isinstance(data, str) and not data.strip():
         raise InvalidRequestError("the request text is empty")
-    metadata: dict[str, str] = {}
-    for item in meta:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(f"--meta {item!r} must be KEY=VALUE")
-        metadata[key] = value
-    return Request(input=data, tenant=tenant, metadata=metadata)
+    return Request(input=data, tenant=tenant, metadata=parse_meta(meta))
 
 
 def _print_decision(decision: RouteDecision, verdict: IntentVerdict) -> None:

@@ -19,14 +19,12 @@ Embeddings and label scoring are not offered by this API.
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from brickwork.contracts.errors import (
-    ConfigurationError,
     ProviderError,
     ProviderResponseError,
     ProviderUnsupportedError,
@@ -42,7 +40,7 @@ from brickwork.contracts.provider import (
     Usage,
     estimate_tokens,
 )
-from brickwork.providers.http import HttpClient, sse_events
+from brickwork.providers.http import HttpClient, HttpProvider, sse_events
 
 __all__ = ["DEFAULT_BASE_URL", "ERROR_STATUS", "AnthropicProvider"]
 
@@ -128,7 +126,7 @@ class _ModelList(_Wire):
     data: list[_Model]
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """A backend on Anthropic's Messages API.
 
     Args:
@@ -143,7 +141,8 @@ class AnthropicProvider:
     estimate (≈4 characters a token).
     """
 
-    is_real = True
+    env_prefix = "ANTHROPIC"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -169,36 +168,6 @@ class AnthropicProvider:
             max_connections=max_connections,
             secrets=[api_key],
         )
-
-    @classmethod
-    def from_env(
-        cls,
-        name: str = "anthropic",
-        *,
-        key_env: str = "ANTHROPIC_API_KEY",
-        base_url_env: str = "ANTHROPIC_BASE_URL",
-        environ: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> AnthropicProvider:
-        """The key from ``$ANTHROPIC_API_KEY`` (required), the base URL from
-        ``$ANTHROPIC_BASE_URL`` (default: Anthropic's)."""
-        env = os.environ if environ is None else environ
-        api_key = env.get(key_env)
-        if not api_key:
-            raise ConfigurationError(f"{name}: environment variable {key_env} is not set")
-        return cls(name, base_url=env.get(base_url_env) or DEFAULT_BASE_URL, api_key=api_key, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"AnthropicProvider(name={self.name!r}, base_url={self.base_url!r})"
-
-    @property
-    def closed(self) -> bool:
-        """No connection is open (before the first call, and after :meth:`aclose`)."""
-        return self._http.closed
-
-    async def aclose(self) -> None:
-        """Close the HTTP session; a later call opens a new one."""
-        await self._http.aclose()
 
     # --- calls -------------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
@@ -31,7 +30,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from brickwork.contracts.errors import (
-    ConfigurationError,
     ProviderError,
     ProviderResponseError,
     ProviderUnsupportedError,
@@ -47,7 +45,7 @@ from brickwork.contracts.provider import (
     Usage,
     estimate_tokens,
 )
-from brickwork.providers.http import HttpClient, sse_events, upstream_message
+from brickwork.providers.http import HttpClient, HttpProvider, sse_events, upstream_message
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIProvider"]
 
@@ -127,7 +125,7 @@ def _schema_name(schema: Mapping[str, Any]) -> str:
     return name or "output"
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     """A backend that speaks OpenAI's Chat Completions.
 
     Args:
@@ -145,7 +143,8 @@ class OpenAIProvider:
     log-probabilities of a given reply.
     """
 
-    is_real = True
+    env_prefix = "OPENAI"
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
@@ -169,36 +168,6 @@ class OpenAIProvider:
             max_connections=max_connections,
             secrets=[api_key],
         )
-
-    @classmethod
-    def from_env(
-        cls,
-        name: str = "openai",
-        *,
-        key_env: str = "OPENAI_API_KEY",
-        base_url_env: str = "OPENAI_BASE_URL",
-        environ: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> OpenAIProvider:
-        """The key from ``$OPENAI_API_KEY`` (required), the base URL from
-        ``$OPENAI_BASE_URL`` (default: OpenAI's)."""
-        env = os.environ if environ is None else environ
-        api_key = env.get(key_env)
-        if not api_key:
-            raise ConfigurationError(f"{name}: environment variable {key_env} is not set")
-        return cls(name, base_url=env.get(base_url_env) or DEFAULT_BASE_URL, api_key=api_key, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"OpenAIProvider(name={self.name!r}, base_url={self.base_url!r})"
-
-    @property
-    def closed(self) -> bool:
-        """No connection is open (before the first call, and after :meth:`aclose`)."""
-        return self._http.closed
-
-    async def aclose(self) -> None:
-        """Close the HTTP session; a later call opens a new one."""
-        await self._http.aclose()
 
     # --- calls -------------------------------------------------------------------
 
