@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.provider import Provider
@@ -19,6 +20,9 @@ from brickwork.runtime.recording import Recorder
 from brickwork.runtime.registry import PluginSettings, Registry
 from brickwork.runtime.routing import MetadataRule, Router, RouteStrategy
 from brickwork.state.base import StateBackend
+
+if TYPE_CHECKING:
+    from brickwork.observability.tracing import Tracing
 
 __all__ = ["CONFIG_ENV", "build", "load", "make_providers"]
 
@@ -81,7 +85,17 @@ def build(
         recorders=recorders,
         input_guard=InputContractGuard(max_bytes=config.runtime.max_input_bytes),
         max_call_depth=config.runtime.max_call_depth,
+        tracing=_tracing(config),
     )
+
+
+def _tracing(config: Config) -> Tracing | None:
+    tracing = config.observability.tracing
+    if tracing.exporter == "none":
+        return None  # OpenTelemetry is not even imported
+    from brickwork.observability.tracing import configure_tracing
+
+    return configure_tracing(tracing.exporter, endpoint=tracing.endpoint, service_name=tracing.service_name)
 
 
 def make_providers(config: Config) -> Providers:

@@ -158,12 +158,25 @@ class RuntimeConfig(_Strict):
     max_input_bytes: int = Field(default=1_048_576, ge=1)
 
 
+class TracingConfig(_Strict):
+    exporter: Literal["none", "console", "otlp"] = Field(
+        default="none", description="OpenTelemetry span exporter; 'none' costs nothing"
+    )
+    endpoint: str | None = Field(default=None, description="OTLP/HTTP endpoint (otlp only)")
+    service_name: str = "brickwork"
+
+
+class ObservabilityConfig(_Strict):
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+
 class Config(_Strict):
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
 
     @field_validator("providers")
     @classmethod

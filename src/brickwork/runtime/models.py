@@ -13,7 +13,7 @@ import functools
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.errors import (
@@ -44,6 +44,9 @@ from brickwork.policies.budget import Budget, BudgetHold
 from brickwork.policies.retry import Retry
 from brickwork.policies.timeout import Deadline
 from brickwork.state.base import StateBackend
+
+if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
+    from brickwork.observability.tracing import Tracing
 
 __all__ = ["BoundModel", "ModelPrice", "Providers", "allow_real_providers"]
 
@@ -120,6 +123,7 @@ class BoundModel:
         model: str | None,
         policy: Policy,
         embedding_model: str | None = None,
+        tracing: Tracing | None = None,
         permissions: frozenset[str],
         providers: Providers,
         state: StateBackend,
@@ -132,6 +136,7 @@ class BoundModel:
         self.tenant = tenant
         self.chain = [ModelId.parse(m) for m in ((model,) if model else ()) + policy.fallback.models]
         self.embedding_chain = [ModelId.parse(embedding_model)] if embedding_model else []
+        self.tracing = tracing
         self.policy = policy
         self.permissions = permissions
         self.providers = providers
@@ -177,7 +182,9 @@ class BoundModel:
             estimate = Usage(
                 input_tokens=estimate_tokens([m.content for m in msgs]), output_tokens=max_tokens
             )
-            return await self._metered(model_id, estimate, lambda: provider.complete(request))
+            return await self._metered(
+                model_id, estimate, lambda: provider.complete(request), operation="chat"
+            )
 
         return await self._over_chain(one)
 
@@ -282,7 +289,9 @@ class BoundModel:
         async def one(model_id: ModelId, provider: Provider) -> Embeddings:
             request = EmbedRequest(model=model_id.model, texts=list(texts), purpose=purpose)
             estimate = Usage(input_tokens=estimate_tokens(texts))
-            return await self._metered(model_id, estimate, lambda: provider.embed(request))
+            return await self._metered(
+                model_id, estimate, lambda: provider.embed(request), operation="embeddings"
+            )
 
         return await self._over_chain(one, self.embedding_chain)
 
@@ -296,7 +305,7 @@ class BoundModel:
                 input_tokens=estimate_tokens([m.content for m in msgs]) * len(candidates),
                 output_tokens=estimate_tokens(candidates),
             )
-            return await self._metered(model_id, estimate, lambda: provider.score(request))
+            return await self._metered(model_id, estimate, lambda: provider.score(request), operation="score")
 
         return await self._over_chain(one)
 
@@ -363,12 +372,26 @@ class BoundModel:
         )
         return await breaker.call(retried)
 
-    async def _metered(self, model_id: ModelId, estimate: Usage, call: Callable[[], Awaitable[T]]) -> T:
+    async def _metered(
+        self,
+        model_id: ModelId,
+        estimate: Usage,
+        call: Callable[[], Awaitable[T]],
+        *,
+        operation: str,
+    ) -> T:
         price = self.providers.price(model_id)
         hold = await self._reserve(price.cost(estimate))
         actual = 0.0
         try:
-            result = await call()
+            if self.tracing is None:
+                result = await call()
+            else:
+                with self.tracing.model_call(
+                    operation=operation, provider=model_id.provider, model=model_id.model
+                ) as span:
+                    result = await call()
+                    _usage_attributes(span, result)
             usage = getattr(result, "usage", Usage())
             usage = usage.model_copy(update={"calls": max(1, usage.calls)})
             actual = price.cost(usage)
@@ -395,3 +418,16 @@ class BoundModel:
         self.account.cost += price.cost(usage)
         if str(model_id) not in self.account.models:
             self.account.models.append(str(model_id))
+
+
+def _usage_attributes(span: Any, result: object) -> None:
+    usage = getattr(result, "usage", None)
+    if isinstance(usage, Usage):
+        span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+        span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+    model = getattr(result, "model", None)
+    if isinstance(model, str):
+        span.set_attribute("gen_ai.response.model", model)
+    finish = getattr(result, "finish_reason", None)
+    if isinstance(finish, str):
+        span.set_attribute("gen_ai.response.finish_reasons", [finish])

@@ -24,7 +24,7 @@ import random
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -60,6 +60,9 @@ from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
 from brickwork.state.base import BreakerSnapshot, StateBackend
 from brickwork.state.memory import MemoryState
+
+if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
+    from brickwork.observability.tracing import Tracing
 
 __all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
 
@@ -110,6 +113,7 @@ class Orchestrator:
         output_guard: OutputContractGuard | None = None,
         max_call_depth: int = 8,
         rng: random.Random | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.registry = registry
         self.providers = providers or Providers()
@@ -123,6 +127,8 @@ class Orchestrator:
         self.max_call_depth = max_call_depth
         self.rng = rng or random.Random()
         self._bulkheads: dict[str, Bulkhead] = {}
+        #: OpenTelemetry spans; ``None`` (the default) makes no tracing call at all.
+        self.tracing = tracing
 
     # --- public API ------------------------------------------------------------
 
@@ -207,6 +213,19 @@ class Orchestrator:
     # --- the pipeline ----------------------------------------------------------
 
     async def _handle(self, request: Request, frame: Frame) -> Envelope:
+        if self.tracing is None:
+            return await self._handle_traced(request, frame)
+        with self.tracing.request(
+            trace_id=frame.trace_id, tenant=request.tenant, depth=len(frame.stack)
+        ) as span:
+            envelope = await self._handle_traced(request, frame)
+            span.set_attribute("brickwork.plugin.name", envelope.plugin)
+            span.set_attribute("brickwork.plugin.version", envelope.version)
+            span.set_attribute("brickwork.route.method", envelope.route.method)
+            span.set_attribute("brickwork.degraded", envelope.degraded)
+            return envelope
+
+    async def _handle_traced(self, request: Request, frame: Frame) -> Envelope:
         started = self.clock.now()
         record = CallRecord(
             trace_id=frame.trace_id,
@@ -403,6 +422,7 @@ class Orchestrator:
             tenant=request.tenant,
             model=entry.model,
             embedding_model=entry.embedding_model,
+            tracing=self.tracing,
             policy=policy,
             permissions=entry.cls.permissions,
             providers=self.providers,
@@ -454,6 +474,18 @@ class Orchestrator:
                     f"{entry.ref} raised {type(exc).__name__}: {str(exc)[:200]}", plugin=entry.ref
                 ) from exc
             return self.output_guard.check(entry.ref, entry.cls.output_type, raw)  # 7
+
+        if self.tracing is not None:
+            untraced = invoke
+
+            async def invoke() -> BaseModel:
+                assert self.tracing is not None
+                with self.tracing.plugin(
+                    name=entry.name,
+                    version=str(entry.version),
+                    prompt_version=entry.cls.prompt_version(),
+                ):
+                    return await untraced()
 
         if policy.breaker is None:
             return await invoke()
