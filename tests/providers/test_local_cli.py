@@ -69,7 +69,6 @@ def test_verify_a_bad_file_exits_1_naming_both_hashes(tmp_path: Path) -> None:
     ("args", "code"),
     [
         (["verify", "gpt-5"], "model_not_found"),
-        (["prepare"], "invalid_request"),
         (["prepare", "smollm2-135m", "--all"], "invalid_request"),
         (["prepare", "gpt-5"], "model_not_found"),
     ],
@@ -92,3 +91,17 @@ def test_prepare_a_model_used_in_place(tmp_path: Path) -> None:
     assert row["verified"] is True
     assert row["path"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
     assert list(tmp_path.iterdir()) == []  # nothing to assemble: used where pip put it
+
+
+def test_prepare_without_an_id_prepares_the_default_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from brickwork.cli import models
+
+    # The default is Qwen (500 MB to assemble); the same path with the small model.
+    monkeypatch.setattr(models, "DEFAULT_MODEL", "local:smollm2-135m")
+    result = CliRunner().invoke(models.models_app, ["prepare", "--json", "--cache-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "smollm2-135m" in result.stdout

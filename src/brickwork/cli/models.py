@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
-from brickwork.providers.local import CATALOG, ModelSpec, ModelStatus, ModelStore
+from brickwork.providers.local import CATALOG, DEFAULT_MODEL, ModelSpec, ModelStatus, ModelStore
 
 __all__ = ["models_app"]
 
@@ -147,7 +147,10 @@ def _print_verified(status: ModelStatus) -> None:
 
 @models_app.command("prepare")
 def prepare_command(
-    model: ModelArgument = None,
+    model: Annotated[
+        str | None,
+        typer.Argument(help="Model id or alias (e.g. smollm2-135m). Omit for the default model."),
+    ] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Prepare every model of the catalog.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Assemble again even if the file verifies.")] = False,
     cache_dir: CacheOption = None,
@@ -156,12 +159,15 @@ def prepare_command(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Assemble (chunked models) and verify, so the first request does not wait for it."""
+    """Assemble (chunked models) and verify, so the first request does not wait for it.
+
+    Without a model id, prepares the default generation model.
+    """
     try:
         if model and all_models:
             raise InvalidRequestError("give a model or --all, not both")
         if not model and not all_models:
-            raise InvalidRequestError("give a model id (see `brickwork models list`) or --all")
+            model = DEFAULT_MODEL
         specs = _specs(model)
         store = ModelStore(cache_dir, progress=False if as_json else progress)
         results = []

@@ -212,12 +212,12 @@ class Catalog:
         return iter(self.specs)
 
     def get(self, name: str) -> ModelSpec:
-        """The spec for an id or alias.
+        """The spec for an id or alias, with or without the ``local:`` prefix.
 
         Raises:
             ModelNotFoundError: not in the catalog (the message lists what is).
         """
-        spec = self._by_name.get(name)
+        spec = self._by_name.get(name.removeprefix("local:"))
         if spec is None:
             known = ", ".join(
                 spec.id + (f" (alias {', '.join(spec.aliases)})" if spec.aliases else "")
