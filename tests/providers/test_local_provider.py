@@ -385,3 +385,23 @@ async def test_llama_cpp_failures_become_provider_errors_and_the_model_goes_on()
         assert "Paris" in (await flaky.complete(ask(FRANCE, max_tokens=16))).text
     finally:
         await flaky.aclose()
+
+
+async def test_the_first_count_tokens_on_a_loop_does_not_load_on_the_loop(tmp_path: Path) -> None:
+    from brickwork.providers.local import LocalProvider
+
+    provider = LocalProvider(cache_dir=tmp_path)
+    try:
+        estimate = provider.count_tokens("smollm2-135m", "hello world, how are you")
+        # A generous estimate at once (no weights hashed or loaded on the event loop) ...
+        assert estimate == len(b"hello world, how are you") // 3 + 1
+        # ... while the load runs on the model's worker; after it, exact counts.
+        await provider.complete(
+            CompletionRequest(
+                model="smollm2-135m", messages=[Message(role="user", content="hi")], max_tokens=1
+            )
+        )
+        exact = provider.count_tokens("smollm2-135m", "hello world, how are you")
+        assert 0 < exact < estimate
+    finally:
+        await provider.aclose()

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-from brickwork.contracts.errors import PermissionDeniedError
+from brickwork.contracts.errors import FallbacksExhaustedError, PermissionDeniedError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.policy import FallbackPolicy, Policy
 from brickwork.runtime.orchestrator import Orchestrator
@@ -84,8 +84,10 @@ async def test_explicit_metadata_routed_fallback_and_nested_paths_are_all_checke
     with pytest.raises(PermissionDeniedError):  # routed by metadata to rules
         await orch.handle({"input": "hi", "metadata": {"kind": "x"}}, principal=only_llm)
     provider.fail(server_error())
-    with pytest.raises(PermissionDeniedError):  # llm fails; its fallback is out of scope
+    with pytest.raises(FallbacksExhaustedError) as skipped:  # llm fails; its fallback is out of scope
         await orch.handle({"plugin": "llm", "input": "hi"}, principal=only_llm)
+    # The primary's own failure is reported, and the fallback was skipped, never run.
+    assert [e.code for e in skipped.value.errors] == ["provider_unavailable", "permission_denied"]
     with pytest.raises(PermissionDeniedError, match="'rules'"):  # caller allowed, its callee not
         await orch.handle({"plugin": "caller", "input": "hi"}, principal=Key("acme", ("caller",)))
     nested = await orch.handle(

@@ -85,6 +85,7 @@ def error_headers(error: BrickworkError, status: int) -> dict[str, str]:
     if status in (429, 503):
         # Always a hint on these two; 1 s when the error does not know better.
         wait = error.retry_after if error.retry_after is not None else 1.0
+        wait = min(wait, 86_400.0) if math.isfinite(wait) else 1.0
         headers["retry-after"] = str(max(1, math.ceil(wait)))
         headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
     elif status in (500, 501, 502, 508) and not error.retryable:

@@ -10,11 +10,13 @@ from brickwork.contracts.clock import Clock
 from brickwork.contracts.errors import (
     BrickworkError,
     CircuitOpenError,
+    ContextLengthExceededError,
     DeadlineExceededError,
     FallbacksExhaustedError,
     OutputValidationError,
     PluginFailedError,
     ProviderError,
+    ProviderUnsupportedError,
     RetriesExhaustedError,
 )
 from brickwork.contracts.policy import BreakerPolicy
@@ -36,12 +38,21 @@ _FAILURES: tuple[type[BrickworkError], ...] = (
 )
 
 
+#: Provider errors the request caused, not the provider's health.
+_CALLERS_FAULT: tuple[type[BrickworkError], ...] = (
+    ContextLengthExceededError,
+    ProviderUnsupportedError,
+)
+
+
 def outcome_of(exc: BaseException | None) -> BreakerOutcome:
     """How a call's ending counts for the breaker."""
     if exc is None:
         return "success"
     if isinstance(exc, asyncio.CancelledError):
         return "ignored"
+    if isinstance(exc, _CALLERS_FAULT):
+        return "ignored"  # one tenant's too-long input must not open it for everyone
     if isinstance(exc, BrickworkError):
         return "failure" if isinstance(exc, _FAILURES) else "ignored"
     return "failure"  # an unexpected exception, or a raw TimeoutError

@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import math
 import os
 import time
 import urllib.parse
@@ -56,6 +57,9 @@ from brickwork.contracts.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+
+#: An upstream's Retry-After beyond a day is taken as a day.
+MAX_RETRY_AFTER = 86_400.0
 
 __all__ = [
     "HttpClient",
@@ -100,8 +104,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     if millis is not None:
         with contextlib.suppress(ValueError):
             value = float(millis)
-            if value >= 0:
-                return value / 1000
+            if 0 <= value < math.inf:
+                return min(value / 1000, MAX_RETRY_AFTER)
     raw = lower.get("retry-after")
     if raw is None:
         return None
@@ -115,7 +119,9 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             return None
         current = time.time() if now is None else now
         return max(0.0, when.timestamp() - current)
-    return seconds if seconds >= 0 else None
+    if not 0 <= seconds < math.inf:  # negative, nan or inf: not a usable hint
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def upstream_message(body: bytes | str, limit: int = MAX_MESSAGE) -> str:

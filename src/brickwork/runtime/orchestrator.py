@@ -275,32 +275,37 @@ class Orchestrator:
         What every link spent is summed, failed links included: their model calls
         were made and paid for, so the envelope and the record account for them.
         """
-        chain = [entry]
-        for ref in entry.policy.fallback.plugins:
-            chain.append(self.registry.resolve(ref))
-        failed: list[tuple[PluginEntry, BrickworkError]] = []
+        fallbacks = entry.policy.fallback.plugins
+        last = len(fallbacks)
+        failed: list[tuple[str, BrickworkError]] = []  # (plugin@version, its error)
         total = CallAccount()
         admitted: set[str] = set()  # plugin names whose quota this request already used
         try:
-            for position, link in enumerate(chain):
-                self._check_stack(link, frame)
+            for position in range(last + 1):
+                if position == 0:
+                    link = entry
+                    self._check_stack(link, frame)
+                else:
+                    # Resolved only once needed, so a healthy primary never depends on
+                    # its fallbacks; one this caller may not use is skipped, not fatal.
+                    try:
+                        link = self.registry.resolve(fallbacks[position - 1])
+                        self._check_stack(link, frame)
+                    except BrickworkError as exc:
+                        failed.append((fallbacks[position - 1], exc))
+                        continue
                 account = CallAccount()
                 try:
                     outcome = await self._attempt(request, link, frame, account, admitted)
                 except BrickworkError as exc:
                     eligible = exc.code in entry.policy.fallback.on
-                    if eligible and position < len(chain) - 1:
-                        failed.append((link, exc))
+                    if eligible and position < last:
+                        failed.append((link.ref, exc))
                         log.info("%s failed (%s), falling back", link.ref, exc.code)
                         continue
                     if failed and eligible:
-                        failed.append((link, exc))
-                        raise FallbacksExhaustedError(
-                            f"{entry.ref} and all {len(chain) - 1} fallbacks failed: "
-                            + ", ".join(f"{ln.ref} {e.code}" for ln, e in failed),
-                            errors=[e for _, e in failed],
-                            plugin=entry.ref,
-                        ) from exc
+                        failed.append((link.ref, exc))
+                        raise self._exhausted(entry, failed) from exc
                     raise
                 finally:
                     _add_account(total, account)
@@ -326,12 +331,22 @@ class Orchestrator:
                     trace_id=frame.trace_id,
                     warnings=warnings,
                 )
-            raise AssertionError("unreachable: the chain has at least one link")
+            # The primary failed and every fallback after it was unusable.
+            raise failed[0][1] if len(failed) == 1 else self._exhausted(entry, failed)
         finally:
             record.models = list(total.models)
             record.usage = total.usage.model_copy()
             record.cost = total.cost
             record.fallbacks = _attempts(failed)
+
+    @staticmethod
+    def _exhausted(entry: PluginEntry, failed: list[tuple[str, BrickworkError]]) -> FallbacksExhaustedError:
+        return FallbacksExhaustedError(
+            f"{entry.ref} and all {len(failed) - 1} fallbacks failed: "
+            + ", ".join(f"{ref} {e.code}" for ref, e in failed),
+            errors=[e for _, e in failed],
+            plugin=entry.ref,
+        )
 
     def _check_stack(self, entry: PluginEntry, frame: Frame) -> None:
         if frame.principal is not None and not frame.principal.allows(entry.name):
@@ -518,7 +533,9 @@ def _add_account(total: CallAccount, part: CallAccount) -> None:
     total.warnings.extend(part.warnings)
 
 
-def _attempts(failed: Sequence[tuple[PluginEntry, BrickworkError]]) -> list[Attempt]:
-    return [
-        Attempt(plugin=ln.name, version=str(ln.version), code=e.code, message=e.message) for ln, e in failed
-    ]
+def _attempts(failed: Sequence[tuple[str, BrickworkError]]) -> list[Attempt]:
+    attempts = []
+    for ref, error in failed:
+        name, _, version = ref.partition("@")
+        attempts.append(Attempt(plugin=name, version=version, code=error.code, message=error.message))
+    return attempts

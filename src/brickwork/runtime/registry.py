@@ -169,12 +169,29 @@ class Registry:
         if not LABEL_RE.match(label) or Version.is_valid(label):
             raise PluginValidationError(f"bad label {label!r}: use a name like 'prod' or 'canary'")
         entry = self.resolve(PluginRef(name, version))
-        self._labels.setdefault(name, {})[label] = entry.version
+        labels = self._labels.setdefault(name, {})
+        before = labels.get(label)
+        labels[label] = entry.version
+        try:
+            self.check_references()  # a fallback may point at this label
+        except PluginValidationError:
+            if before is None:
+                del labels[label]
+            else:
+                labels[label] = before
+            raise
         self._notify("relabelled", f"{name}@{label}→{entry.version}")
 
     def unlabel(self, name: str, label: str) -> None:
-        if self._labels.get(name, {}).pop(label, None) is None:
+        labels = self._labels.get(name, {})
+        before = labels.pop(label, None)
+        if before is None:
             raise PluginNotFoundError(f"no label {label!r} on plugin {name!r}", plugin=name)
+        try:
+            self.check_references()
+        except PluginValidationError:
+            labels[label] = before
+            raise
 
     def remove(self, ref: str) -> PluginEntry:
         """Remove one exact version. Refused while a label or a fallback needs it."""

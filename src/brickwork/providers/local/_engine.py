@@ -110,6 +110,7 @@ class LlamaEngine:
         self._llama: Any = None
         self._formatter: Any = None
         self._load_lock = threading.Lock()
+        self._load_queued = False
         self._grammars: OrderedDict[str, Any] = OrderedDict()
 
     # --- observation -------------------------------------------------------------
@@ -154,11 +155,26 @@ class LlamaEngine:
                 job.future.exception()  # retrieved: it was raised above or is moot
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` by the model's tokenizer (loads the model on first use).
+        """Tokens of ``text`` by the model's tokenizer.
 
         Tokenizing reads only the vocabulary, which llama.cpp never changes, so it
-        runs on the caller's thread, beside a generation.
+        runs on the caller's thread, beside a generation. Before the model is loaded,
+        a caller on an event loop gets a generous estimate (one token per 3 bytes:
+        chunks sized with it fit) while the load starts on the worker: hashing and
+        loading the weights there must not freeze every other request.
         """
+        if self._llama is None:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop to block: load here
+            else:
+                if not self._load_queued:
+                    self._load_queued = True
+                    job = self.worker.submit(lambda cancel: self._load())
+                    # A failed load is reported by the next real call, not here.
+                    job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+                return len(text.encode("utf-8")) // 3 + 1
         llama = self._load()
         return len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 

@@ -190,8 +190,8 @@ class LocalProvider:
         return await self._embedder(request.model).embed(request)
 
     def count_tokens(self, model: str, text: str) -> int:
-        """Exact, by the model's own tokenizer. The first call loads the model (and
-        checks its hash) on the caller's thread; later calls take microseconds."""
+        """Exact, by the model's own tokenizer, once the model is loaded. On an event
+        loop before that, a generous estimate while the load runs on the worker."""
         spec = self.store.spec(model)
         engine = self._engine(spec)
         assert isinstance(engine, LlamaEngine | E5Engine)
