@@ -79,3 +79,33 @@ def test_labels_a_fallback_uses_cannot_be_moved_to_another_contract_or_removed()
     with pytest.raises(PluginValidationError, match="not registered"):
         registry.unlabel("beta", "stable")
     assert registry.labels("beta") == {"stable": "1.0.0"}
+
+
+async def test_a_failed_request_reports_what_it_already_spent() -> None:
+    from brickwork.contracts.errors import PluginFailedError
+    from brickwork.runtime.models import ModelPrice, Providers
+    from brickwork.runtime.orchestrator import Orchestrator
+    from brickwork.testing import FakeProvider
+
+    class Spender(Plugin[In, Out]):
+        name = "spender"
+        version = "1.0.0"
+        description = "Pays for a model call, then breaks."
+        model = "fake:m"
+        permissions = frozenset({"model"})
+
+        async def run(self, input: In, ctx: Context) -> Out:
+            await ctx.model.complete("one two three", max_tokens=5)
+            raise ValueError("bug after the paid call")
+
+    registry = Registry()
+    registry.add(Spender)
+    providers = Providers(prices={"fake:m": ModelPrice(input=1_000_000, output=1_000_000)})
+    providers.add(FakeProvider("fake", default="a b"))
+    orch = Orchestrator(registry, providers=providers)
+    with pytest.raises(PluginFailedError) as caught:
+        await orch.handle({"plugin": "spender", "input": "x"})
+    # 3 input + 2 output tokens at $1 each: the gateway settles a key's budget with it.
+    assert caught.value.tokens == 5
+    assert caught.value.cost == pytest.approx(5.0)
+    assert "cost" not in caught.value.to_dict()  # not part of the error body

@@ -140,6 +140,10 @@ class BrickworkError(Exception):
         self.plugin = plugin
         self.retry_after = retry_after
         self.details: dict[str, Any] = details or {}
+        #: What the failed request had already spent (USD, tokens): model calls made
+        #: before the failure are paid for. Set by the orchestrator; not in the body.
+        self.cost = 0.0
+        self.tokens = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The error as the JSON body every adapter returns."""

@@ -23,6 +23,7 @@ from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
+from brickwork.contracts.errors import BrickworkError
 from brickwork.contracts.request import Envelope, Request
 from brickwork.gateway.admin_api import AdminAPI
 from brickwork.gateway.auth import KeyPrincipal, authenticate, require_admin
@@ -138,6 +139,9 @@ class Gateway:
         permit = await self.quota.admit(key, tokens=max(1, size // 4))
         try:
             envelope = await self.orchestrator.handle(request, principal=self.principal(key, model))
+        except BrickworkError as exc:  # a failed call may still have paid for models
+            await self.quota.settle(permit, cost=exc.cost, tokens=exc.tokens or None)
+            raise
         except BaseException:
             await self.quota.settle(permit, cost=0.0, tokens=None)
             raise

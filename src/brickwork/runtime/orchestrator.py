@@ -243,6 +243,7 @@ class Orchestrator:
         except BrickworkError as exc:
             record.outcome, record.error = exc.code, exc.message
             record.latency_ms = (self.clock.now() - started) * 1000
+            exc.cost, exc.tokens = record.cost, record.usage.total_tokens
             await self._record(record)
             raise
         except asyncio.CancelledError:
