@@ -279,3 +279,32 @@ async def test_an_unusable_file_is_a_storage_error(tmp_path: Path) -> None:
             await store.list()
     finally:
         await store.aclose()
+
+
+async def test_a_revoke_racing_an_authentication_is_not_undone_by_the_cache(tmp_path: Path) -> None:
+    import asyncio
+
+    from brickwork.storage.keys import SQLiteKeyStore
+
+    store = SQLiteKeyStore(tmp_path / "k.db", cache_ttl=60)
+    try:
+        key, raw = await store.create(tenant="t", plugins=["*"])
+        fetch = store._fetch
+        gate = asyncio.Event()
+
+        async def slow_fetch(key_id: str) -> object:
+            row = await fetch(key_id)  # read before the revoke...
+            await gate.wait()  # ...which lands while this read is in flight
+            return row
+
+        store._fetch = slow_fetch  # type: ignore[method-assign]
+        reading = asyncio.create_task(store.authenticate(raw))
+        await asyncio.sleep(0.05)
+        await store.revoke(key.id)
+        gate.set()
+        await reading  # the stale row may answer this one call...
+        store._fetch = fetch  # type: ignore[method-assign]
+        with pytest.raises(AuthenticationError, match="revoked"):  # ...but is not cached
+            await store.authenticate(raw)
+    finally:
+        await store.aclose()

@@ -186,6 +186,7 @@ class _KeyStoreBase:
         # sha256(raw key) → (key, monotonic time it was read). Keyed by a digest so
         # raw keys are not kept in a long-lived structure.
         self._cache: dict[str, tuple[ApiKey, float]] = {}
+        self._revocations = 0  # counts revoke() calls, to spot one racing a read
 
     # --- storage, by subclasses -------------------------------------------------
 
@@ -260,6 +261,7 @@ class _KeyStoreBase:
         if cached is not None and now - cached[1] < self.cache_ttl:
             key = cached[0]
         else:
+            revocations = self._revocations
             row = await self._fetch(key_id)
             expected = row.secret_hash if row is not None else _MISSING_HASH
             matches = hmac.compare_digest(expected, _secret_hash(key_id, secret))
@@ -267,7 +269,8 @@ class _KeyStoreBase:
                 self._cache.pop(digest, None)
                 raise AuthenticationError(_INVALID)
             key = row.key
-            self._remember(digest, key, now)
+            if revocations == self._revocations:  # else a revoke raced this read: no cache
+                self._remember(digest, key, now)
         if key.revoked:
             raise AuthenticationError("API key revoked")
         if key.expired(self.clock.time()):
@@ -278,6 +281,7 @@ class _KeyStoreBase:
         return await self._fetch_all()
 
     async def revoke(self, key_id: str) -> None:
+        self._revocations += 1  # before the write: a read in flight must not cache
         if not await self._mark_revoked(key_id, self.clock.time()):
             raise KeyNotFoundError(f"no API key with id {key_id!r}")
         for digest, (key, _) in builtins.list(self._cache.items()):
