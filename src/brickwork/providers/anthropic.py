@@ -40,7 +40,8 @@ from brickwork.contracts.provider import (
     Usage,
     estimate_tokens,
 )
-from brickwork.providers.http import HttpClient, HttpProvider, sse_events
+from brickwork.providers.http import HttpClient, sse_events
+from brickwork.providers.http_provider import HttpProvider
 
 __all__ = ["DEFAULT_BASE_URL", "ERROR_STATUS", "AnthropicProvider"]
 
