@@ -34,7 +34,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -136,6 +136,7 @@ class MetricsRecorder:
             "brickwork_degraded", "Calls answered by a fallback, not the first choice.", labels, registry=r
         )
         self._series: set[tuple[str, str]] = set()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._orchestrator: Orchestrator | None = None
         self._snapshot: list[_Gauges] = []
         self._refreshed_at: float | None = None
@@ -146,22 +147,36 @@ class MetricsRecorder:
 
     async def record(self, record: CallRecord) -> None:
         plugin, version = self._labels(record)
-        self.requests.labels(plugin, version, record.outcome).inc()
-        status = "ok" if record.outcome == "ok" else "error"
-        self.latency.labels(plugin, version, status).observe(max(0.0, record.latency_ms) / 1000)
-        if record.usage.input_tokens > 0:
-            self.tokens.labels(plugin, version, "input").inc(record.usage.input_tokens)
-        if record.usage.output_tokens > 0:
-            self.tokens.labels(plugin, version, "output").inc(record.usage.output_tokens)
+        child = self._child
+        outcome = record.outcome
+        child(self.requests, plugin, version, outcome).inc()
+        status = "ok" if outcome == "ok" else "error"
+        child(self.latency, plugin, version, status).observe(max(0.0, record.latency_ms) / 1000)
+        usage = record.usage
+        if usage.input_tokens > 0:
+            child(self.tokens, plugin, version, "input").inc(usage.input_tokens)
+        if usage.output_tokens > 0:
+            child(self.tokens, plugin, version, "output").inc(usage.output_tokens)
         if record.cost > 0:
-            self.cost.labels(plugin, version).inc(record.cost)
+            child(self.cost, plugin, version).inc(record.cost)
         if record.cache_hit:
-            self.cache_hits.labels(plugin, version).inc()
-        if record.outcome == "rate_limited":
-            self.rate_limited.labels(plugin, version).inc()
+            child(self.cache_hits, plugin, version).inc()
+        if outcome == "rate_limited":
+            child(self.rate_limited, plugin, version).inc()
         if record.degraded:
-            self.degraded.labels(plugin, version).inc()
+            child(self.degraded, plugin, version).inc()
         self._maybe_refresh()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: ``labels()`` costs more than the
+        increment itself. (A child is created, and exported, only when first used.)"""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = metric.labels(*labels)
+            if len(self._children) < 16 * self.max_series:
+                self._children[key] = found
+        return found
 
     def _labels(self, record: CallRecord) -> tuple[str, str]:
         if record.plugin is None:

@@ -131,6 +131,7 @@ class BoundModel:
         deadline: Deadline,
         account: CallAccount,
         rng: random.Random,
+        deadline_enforced: bool = False,
     ) -> None:
         self.plugin = plugin
         self.tenant = tenant
@@ -145,6 +146,9 @@ class BoundModel:
         self.deadline = deadline
         self.account = account
         self.rng = rng
+        #: The caller already runs the plugin under ``deadline`` (the orchestrator
+        #: does): an attempt with no limit of its own then needs no second timer.
+        self.deadline_enforced = deadline_enforced
         self._streams: set[AsyncGenerator[StreamChunk, None]] = set()
 
     def _check(self, permission: str) -> None:
@@ -347,6 +351,10 @@ class BoundModel:
         """Breaker (plugin + provider) around retries around one timed attempt."""
 
         async def attempt(_n: int) -> T:
+            if self.deadline_enforced and self.policy.timeout.attempt is None:
+                # The attempt's limit would be the run's deadline, which is timed
+                # already; the run ends with DeadlineExceeded when it passes.
+                return await call()
             budget = self.deadline.attempt(self.policy.timeout.attempt)
             try:
                 async with self.clock.timeout(budget):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -67,6 +67,16 @@ if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
 __all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
 
 log = logging.getLogger(__name__)
+
+#: Trace ids need to be unique, not secret: a PRNG seeded from the OS (and reseeded
+#: in a forked child) gives 128 random bits without a system call per request.
+_trace_rng = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _trace_rng.seed(os.urandom(32)))
+
+
+def new_trace_id() -> str:
+    """32 hex digits, like ``secrets.token_hex(16)``."""
+    return f"{_trace_rng.getrandbits(128):032x}"
 
 
 class VersionSelector:
@@ -141,7 +151,7 @@ class Orchestrator:
         (:class:`PermissionDeniedError` otherwise), and the request's tenant is the
         principal's.
         """
-        trace_id = secrets.token_hex(16)
+        trace_id = new_trace_id()
         if not isinstance(request, Request):
             try:
                 request = Request.model_validate(request)
@@ -151,8 +161,11 @@ class Orchestrator:
                     "malformed request: " + "; ".join(f"{p['loc']}: {p['msg']}" for p in problems),
                     details={"errors": problems},
                 )
-                # Refused before the pipeline, still one record: the audit shows every request.
+                # Refused before the pipeline, still one record: the audit shows every request
+                # (under the caller's tenant when it is known, never one the body claims).
                 tenant = request.get("tenant") if isinstance(request, Mapping) else None
+                if principal is not None:
+                    tenant = principal.tenant
                 await self._record(
                     CallRecord(
                         trace_id=trace_id,
@@ -310,22 +323,26 @@ class Orchestrator:
                     raise
                 finally:
                     _add_account(total, account)
-                record.plugin, record.version = link.name, str(link.version)
-                record.prompt_version = link.cls.prompt_version()
+                version = str(link.version)
+                prompt_version = link.cls.prompt_version()
+                record.plugin, record.version = link.name, version
+                record.prompt_version = prompt_version
                 record.cache_hit = outcome.cache_hit
                 record.degraded = bool(failed)
                 warnings = list(total.warnings)
                 if failed:
                     warnings.insert(0, f"degraded: answered by {link.ref} after {entry.ref} failed")
-                return Envelope(
+                # Built from values the runtime made and checked itself: no second validation.
+                return Envelope.model_construct(
                     output=outcome.output.model_dump(mode="json"),
                     plugin=link.name,
-                    version=str(link.version),
-                    prompt_version=link.cls.prompt_version(),
+                    version=version,
+                    prompt_version=prompt_version,
                     route=decision,
                     models=list(total.models),
                     usage=total.usage.model_copy(),
                     cost=total.cost,
+                    latency_ms=0.0,
                     cache_hit=outcome.cache_hit,
                     degraded=bool(failed),
                     fallbacks=_attempts(failed),
@@ -396,11 +413,11 @@ class Orchestrator:
                 key = cache_key(request.tenant, entry.ref, entry.cls.prompt_version(), data)
                 if not request.cache_bypass:
                     hit = await cache.get(key)
-                    if hit is not None:
+                    cached = _cached_output(entry, hit) if hit is not None else None
+                    if hit is not None and cached is not None:
                         ran = True
                         account.models.extend(hit.get("models", []))
-                        output = entry.cls.output_type.model_validate(hit["output"])
-                        return _Outcome(output, cache_hit=True)
+                        return _Outcome(cached, cache_hit=True)
             bulkhead = self.bulkhead(entry)
             if bulkhead is not None:
                 await bulkhead.acquire()
@@ -447,6 +464,7 @@ class Orchestrator:
             deadline=deadline,
             account=account,
             rng=self.rng,
+            deadline_enforced=True,
         )
         ctx = RunContext(
             entry=entry,
@@ -525,6 +543,16 @@ class Orchestrator:
                 f"the {record.outcome} call {record.trace_id} could not be recorded; "
                 "no answer is given without its record"
             ) from failed
+
+
+def _cached_output(entry: PluginEntry, hit: Mapping[str, Any]) -> BaseModel | None:
+    """A cached answer as the plugin's output; ``None`` (a miss) when it no longer fits
+    the output contract (the model changed under the same version and prompts)."""
+    try:
+        return entry.cls.output_type.model_validate(hit["output"])
+    except (ValidationError, KeyError, TypeError):
+        log.warning("cached output for %s does not fit its contract; treated as a miss", entry.ref)
+        return None
 
 
 def _add_account(total: CallAccount, part: CallAccount) -> None:

@@ -101,17 +101,32 @@ class BreakerMachine:
     # a breaker is consulted on every call of a busy plugin.
     failures: int = 0
     latencies: list[float] = field(default_factory=list)  # sorted
+    tracking: bool = False  # ``latencies`` is kept (the policy has a p95 objective)
+
+    def _track(self, policy: BreakerPolicy) -> bool:
+        """Keep the sorted latencies only while a p95 objective asks for them: at
+        thousands of calls a second, a window's worth of insertions costs more than
+        the rest of the breaker."""
+        wanted = policy.latency_p95 is not None
+        if wanted != self.tracking:
+            self.tracking = wanted
+            self.latencies = sorted(latency for _, _, latency in self.outcomes) if wanted else []
+        return wanted
 
     def _prune(self, now: float, policy: BreakerPolicy) -> None:
+        tracking = self._track(policy)
         while self.outcomes and self.outcomes[0][0] + policy.window <= now:
             _, failed, latency = self.outcomes.popleft()
             self.failures -= failed
-            del self.latencies[bisect.bisect_left(self.latencies, latency)]
+            if tracking:
+                del self.latencies[bisect.bisect_left(self.latencies, latency)]
 
-    def _add(self, now: float, failed: bool, latency: float) -> None:
+    def _add(self, now: float, failed: bool, latency: float, policy: BreakerPolicy) -> None:
+        tracking = self._track(policy)  # before the append: a rebuild must not see it twice
         self.outcomes.append((now, failed, latency))
         self.failures += failed
-        bisect.insort(self.latencies, latency)
+        if tracking:
+            bisect.insort(self.latencies, latency)
 
     def _enter(self, mode: BreakerMode) -> None:
         self.mode = mode
@@ -166,7 +181,7 @@ class BreakerMachine:
             return self.mode
         if self.mode != "closed" or outcome == "ignored":
             return self.mode
-        self._add(now, outcome == "failure", latency)
+        self._add(now, outcome == "failure", latency, policy)
         self._prune(now, policy)
         if len(self.outcomes) >= policy.min_calls and self._tripped(policy):
             self._open(now)
@@ -193,9 +208,16 @@ class BreakerMachine:
             mode=self.mode,
             calls=len(self.outcomes),
             failures=self.failures,
-            p95=self._p95(),
+            p95=self._p95() if self.tracking else _p95_of([latency for _, _, latency in self.outcomes]),
             retry_after=retry_after,
         )
+
+
+def _p95_of(latencies: list[float]) -> float | None:
+    if not latencies:
+        return None
+    latencies.sort()
+    return latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
 
 
 def _until(now: float, when: float) -> float:
