@@ -1,17 +1,26 @@
 """What one durable audit record costs, alone and under concurrency.
 
 Appends records to a fresh SQLite audit log (WAL, durability "process") from
-1, 16 and 64 concurrent writers and prints records/s, CPU µs per record and the
-mean batch size of the group commit. With 1 writer every record is its own
-transaction, handed to the writer thread: the cost an idle gateway pays.
+1, 16 and 64 concurrent writers and prints records/s, CPU µs per record (all
+threads of the process), the median latency of one ``record()`` and the mean
+batch size of the group commit, for two write paths of the same code:
 
-    .venv/bin/python bench/audit_log.py [--records 6000]
+* ``loop``: the default; a batch is committed on the event loop's thread, in a
+  ``loop.call_soon`` callback (a commit is a write into the OS's page cache).
+* ``thread``: ``thread_writes=True``; every batch goes to a thread by
+  ``asyncio.to_thread`` from a writer task, which is how every "process" commit
+  was made before the loop path existed.
+
+With 1 writer every record is its own transaction: the cost an idle gateway pays.
+
+    .venv/bin/python bench/audit_log.py [--records 6000] [--path loop|thread|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -34,22 +43,28 @@ def record() -> CallRecord:
     )
 
 
-async def concurrent(path: Path, writers: int, records: int) -> None:
-    log = SQLiteAuditLog(path)
+async def concurrent(path: Path, writers: int, records: int, write_path: str) -> None:
+    log = SQLiteAuditLog(path, thread_writes=write_path == "thread")
     rec = record()
-    await log.record(rec)  # open, migrate
+    for _ in range(200):  # open, migrate, warm up
+        await log.record(rec)
     batches = log.batches
+    latencies: list[float] = []
 
     async def writer() -> None:
+        clock = time.perf_counter
         for _ in range(records // writers):
+            start = clock()
             await log.record(rec)
+            latencies.append(clock() - start)
 
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*(writer() for _ in range(writers)))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     done = (records // writers) * writers
     print(
-        f"{writers:3} writers  {done / wall:9,.0f} rec/s  {cpu / done * 1e6:6.0f} µs CPU/rec"
+        f"{write_path:6} {writers:3} writers  {done / wall:9,.0f} rec/s  {cpu / done * 1e6:6.0f} µs CPU/rec"
+        f"  p50 {statistics.median(latencies) * 1e6:7.0f} µs"
         f"  mean batch {done / max(1, log.batches - batches):6.1f}"
     )
     await log.aclose()
@@ -58,10 +73,14 @@ async def concurrent(path: Path, writers: int, records: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=6000)
+    parser.add_argument("--path", choices=["loop", "thread", "both"], default="both")
     args = parser.parse_args()
+    paths = ["thread", "loop"] if args.path == "both" else [args.path]
     with tempfile.TemporaryDirectory() as tmp:
-        for writers in (1, 16, 64):
-            asyncio.run(concurrent(Path(tmp) / f"c{writers}.db", writers, args.records))
+        for write_path in paths:
+            for writers in (1, 16, 64):
+                db = Path(tmp) / f"{write_path}-{writers}.db"
+                asyncio.run(concurrent(db, writers, args.records, write_path))
 
 
 if __name__ == "__main__":

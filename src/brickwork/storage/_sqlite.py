@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -27,8 +28,7 @@ def connect(
     A new file is created readable by its owner only.
     """
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        _create_private(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     try:
         _wal(conn, path, timeout)
@@ -41,6 +41,21 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _create_private(path: str) -> None:
+    """Create the file, owner-only, if it is missing; never open one that exists.
+
+    Closing any descriptor of a file drops every POSIX lock this process holds on
+    it, those of SQLite's open connections too: another process could then take
+    the database for itself (e.g. checkpoint and delete the WAL on its close) under
+    our connections' feet.
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):  # created meanwhile: it is not ours to open
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
 
 
 def _wal(conn: sqlite3.Connection, path: str, timeout: float) -> None:
