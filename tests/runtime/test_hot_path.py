@@ -182,3 +182,46 @@ def test_a_breaker_dropping_its_objective_forgets_the_latencies() -> None:
     assert machine.latencies == []
     # and pruning the window afterwards does not trip over the missing list
     assert machine.snapshot(clock.time() + 3600, plain).calls == 0
+
+
+async def test_a_model_call_outside_the_runs_task_still_ends_at_the_deadline() -> None:
+    # A plugin that shields its model call (or runs it in a task of its own) is not
+    # covered by the run's timer: that call keeps a timer of its own.
+    from brickwork.runtime.clock import SystemClock
+    from brickwork.runtime.models import Providers
+    from brickwork.runtime.registry import Registry
+
+    ended: list[str] = []
+
+    async def slow(request: CompletionRequest) -> Completion:
+        try:
+            await asyncio.sleep(2)
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+        ended.append("finished")
+        return Completion(text="late", model=request.model)
+
+    class Shields(Plugin[In, Out]):
+        name = "shields"
+        version = "1.0.0"
+        description = "shields its model call"
+        model = "fn:slow"
+        permissions = frozenset({"model"})
+        policy = Policy(retry=None, timeout=TimeoutPolicy(total=0.05))
+
+        async def run(self, input: In, ctx: Context) -> Out:
+            return Out(text=(await asyncio.shield(ctx.model.complete(input.text))).text)
+
+    registry = Registry()
+    registry.add(Shields)
+    providers = Providers()
+    providers.add(FunctionProvider(slow, name="fn"))
+    orch = Orchestrator(registry, providers=providers, clock=SystemClock())
+    with pytest.raises(DeadlineExceededError):
+        await orch.handle({"plugin": "shields", "input": "hi"})
+    for _ in range(50):
+        if ended:
+            break
+        await asyncio.sleep(0.01)
+    assert ended == ["cancelled"]

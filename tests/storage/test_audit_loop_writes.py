@@ -260,3 +260,24 @@ def test_a_log_can_be_used_again_from_a_new_event_loop(path: Path) -> None:
         await log.aclose()
 
     asyncio.run(close())
+
+
+async def test_a_long_wal_is_truncated_at_a_checkpoint(
+    loop_log: SQLiteAuditLog, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the WAL does not start over after passive checkpoints (other processes
+    # keep appending behind each one), a checkpoint that finds it long truncates it,
+    # waiting briefly for the writers to pause, so it cannot grow without bound.
+    import brickwork.storage.audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_CHECKPOINT_BEHIND_PAGES", 10)
+    for i in range(1, 400):
+        await loop_log.append(call(i))
+    wal = Path(f"{path}-wal")
+    before = loop_log.truncations
+    await asyncio.to_thread(loop_log._checkpoint_sync)
+    assert loop_log.truncations == before + 1
+    assert size(wal) == 0
+    # and the log goes on, chained as before
+    assert await loop_log.append(call(400)) == 401
+    assert (await loop_log.verify()).ok

@@ -7,6 +7,7 @@ before and settled after, and the next model of the fallback chain when one fail
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import functools
@@ -147,8 +148,11 @@ class BoundModel:
         self.account = account
         self.rng = rng
         #: The caller already runs the plugin under ``deadline`` (the orchestrator
-        #: does): an attempt with no limit of its own then needs no second timer.
+        #: does), in the task it sets here: an attempt with no limit of its own made
+        #: in that task needs no second timer. (One made elsewhere — a task the
+        #: plugin started, a shield — is not reached by that timer, so it gets its own.)
         self.deadline_enforced = deadline_enforced
+        self.deadline_task: asyncio.Task[Any] | None = None
         self._streams: set[AsyncGenerator[StreamChunk, None]] = set()
 
     def _check(self, permission: str) -> None:
@@ -351,7 +355,11 @@ class BoundModel:
         """Breaker (plugin + provider) around retries around one timed attempt."""
 
         async def attempt(_n: int) -> T:
-            if self.deadline_enforced and self.policy.timeout.attempt is None:
+            if (
+                self.deadline_enforced
+                and self.policy.timeout.attempt is None
+                and asyncio.current_task() is self.deadline_task
+            ):
                 # The attempt's limit would be the run's deadline, which is timed
                 # already; the run ends with DeadlineExceeded when it passes.
                 return await call()

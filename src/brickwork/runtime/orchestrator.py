@@ -479,6 +479,7 @@ class Orchestrator:
 
         async def invoke() -> BaseModel:
             started()
+            model.deadline_task = asyncio.current_task()  # the task the run's timer covers
             try:
                 async with self.clock.timeout(deadline.remaining()):
                     try:

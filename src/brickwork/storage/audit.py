@@ -391,6 +391,12 @@ def _check_row(row: _Row, expected: int, prev: str) -> str | None:
 #: :data:`_CHECKPOINT_MIN_PAGES` were (not for every record of an idle server: the
 #: checkpoint and the commit after it each cost a thread hop).
 _CHECKPOINT_PAGES = 1_000
+#: A WAL this long at a passive checkpoint (it is not starting over: several
+#: processes append) gets a truncating checkpoint too, waiting at most
+#: :data:`_TRUNCATE_WAIT_MS` for the writers to pause.
+_CHECKPOINT_BEHIND_PAGES = 4 * _CHECKPOINT_PAGES
+_TRUNCATE_WAIT_MS = 100
+_BUSY_TIMEOUT_MS = 30_000  # what connect() sets (its timeout), restored after
 _CHECKPOINT_MIN_PAGES = 100
 _CHECKPOINT_SECONDS = 1.0
 #: WAL pages a commit writes, about (measured): 4, plus a page per 2 KiB of rows
@@ -440,8 +446,10 @@ class SQLiteAuditLog(_GroupCommitLog):
             raise ConfigurationError("the audit log must be a file: an in-memory one would lose records")
         #: Commit on the event loop's thread (see the class docstring).
         self.on_loop = durability == "process" and not thread_writes
-        #: WAL checkpoints run (to see that the WAL is kept short).
+        #: WAL checkpoints run (to see that the WAL is kept short), and of them the
+        #: truncating ones (passive ones falling behind several processes' writes).
         self.checkpoints = 0
+        self.truncations = 0
         self._write_conn: sqlite3.Connection | None = None  # used from threads
         self._loop_conn: sqlite3.Connection | None = None  # used on the loop, never waits
         self._ckpt_conn: sqlite3.Connection | None = None
@@ -533,15 +541,25 @@ class SQLiteAuditLog(_GroupCommitLog):
             self._hand_off(batch)
             return
         except (sqlite3.Error, OSError) as exc:
+            self._drop_stuck(conn)
             _fail(batch, StorageError(f"audit log {self.path}: {exc}"))
             return
         except Exception as exc:
+            self._drop_stuck(conn)
             _fail(batch, exc)
             return
         self._settle(batch, rows)
         size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
         self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
         self._maybe_checkpoint()
+
+    def _drop_stuck(self, conn: sqlite3.Connection) -> None:
+        """A loop connection left inside a transaction (its rollback failed too) would
+        fail every later batch: close it; the next batch reopens one from a thread."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._loop_conn = None
 
     def _hand_off(self, batch: list[_Pending], *, checkpoint_first: bool = False) -> None:
         assert self._loop is not None
@@ -599,8 +617,22 @@ class SQLiteAuditLog(_GroupCommitLog):
         with self._ckpt_lock:
             if self._ckpt_conn is None:
                 self._ckpt_conn = self._connect()
-            self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn = self._ckpt_conn
+            _, log_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             self.checkpoints += 1
+            if log_pages >= _CHECKPOINT_BEHIND_PAGES:
+                # The WAL is not starting over (other processes keep appending
+                # behind every passive checkpoint, or a long read holds an old
+                # snapshot): wait briefly for
+                # a quiet moment, copy everything and truncate the WAL. Writers that
+                # meet the lock meanwhile hand their batch to a thread; if no quiet
+                # moment comes, give up until the next checkpoint.
+                conn.execute(f"PRAGMA busy_timeout={_TRUNCATE_WAIT_MS}")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    self.truncations += 1
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     async def aclose(self) -> None:
         """Write every pending record, checkpoint the WAL, then close the database."""
