@@ -13,6 +13,7 @@ from brickwork.contracts.errors import (
     ProviderAuthenticationError,
     ProviderError,
     ProviderRateLimitedError,
+    ProviderRejectedError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -272,9 +273,9 @@ async def test_a_silent_stream_times_out(upstream: FakeUpstream) -> None:
         (Fault(status=500, message="Internal"), ProviderUnavailableError, None),
         (Fault(status=401, message="invalid x-api-key"), ProviderAuthenticationError, None),
         (Fault(status=403, message="no access to model"), ProviderAuthenticationError, None),
-        (Fault(status=404, message="model: claude-9"), ProviderResponseError, None),
-        (Fault(status=400, message="messages: roles must alternate"), ProviderResponseError, None),
-        (Fault(status=413, message="too large"), ProviderResponseError, None),
+        (Fault(status=404, message="model: claude-9"), ProviderRejectedError, None),
+        (Fault(status=400, message="messages: roles must alternate"), ProviderRejectedError, None),
+        (Fault(status=413, message="too large"), ProviderRejectedError, None),
     ],
 )
 async def test_each_upstream_failure_is_one_typed_error(

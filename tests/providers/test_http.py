@@ -17,6 +17,7 @@ from brickwork.contracts.errors import (
     ProviderAuthenticationError,
     ProviderError,
     ProviderRateLimitedError,
+    ProviderRejectedError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -88,13 +89,13 @@ def test_retry_after_as_an_http_date() -> None:
 @pytest.mark.parametrize(
     ("status", "cls", "gateway_status"),
     [
-        (400, ProviderResponseError, 502),
+        (400, ProviderRejectedError, 502),
         (401, ProviderAuthenticationError, 502),
         (403, ProviderAuthenticationError, 502),
-        (404, ProviderResponseError, 502),
+        (404, ProviderRejectedError, 502),
         (408, ProviderTimeoutError, 504),
-        (413, ProviderResponseError, 502),
-        (422, ProviderResponseError, 502),
+        (413, ProviderRejectedError, 502),
+        (422, ProviderRejectedError, 502),
         (429, ProviderRateLimitedError, 429),
         (500, ProviderUnavailableError, 503),
         (502, ProviderUnavailableError, 503),
@@ -248,18 +249,26 @@ async def test_the_session_opens_on_first_use_and_closes_with_aclose(upstream: F
 
 
 async def test_connections_are_reused_after_whole_replies_and_streams(upstream: FakeUpstream) -> None:
+    # Whole calls (the transport) and streams (aiohttp) have a pool each: each reuses its connection.
     http = client(upstream)
     body = {"model": "m", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
+
+    async def read_stream() -> None:
+        async with http.stream("/chat/completions", body, content_types=["text/event-stream"]) as chunks:
+            async for event in sse_events(chunks):
+                if event.data == "[DONE]":
+                    break
+
     await http.request_json("GET", "/models")
-    async with http.stream("/chat/completions", body, content_types=["text/event-stream"]) as chunks:
-        async for event in sse_events(chunks):
-            if event.data == "[DONE]":
-                break
+    await read_stream()
     await http.request_json("GET", "/models")
+    await read_stream()
     await http.aclose()
-    ports = {r.client_port for r in upstream.requests}
-    assert len(upstream.requests) == 3
-    assert len(ports) == 1
+    assert len(upstream.requests) == 4
+    whole = {r.client_port for r in upstream.requests if r.method == "GET"}
+    streams = {r.client_port for r in upstream.requests if r.method == "POST"}
+    assert len(whole) == 1
+    assert len(streams) == 1
 
 
 async def test_a_stream_left_early_closes_its_connection(upstream: FakeUpstream) -> None:

@@ -11,6 +11,7 @@ import pytest
 from brickwork.contracts.errors import (
     ProviderError,
     ProviderRateLimitedError,
+    ProviderRejectedError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -194,8 +195,8 @@ async def test_a_stream_of_the_wrong_type_is_refused(
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
-        (Fault(status=404, message="model 'llama9' not found, try pulling it first"), ProviderResponseError),
-        (Fault(status=400, message="invalid options"), ProviderResponseError),
+        (Fault(status=404, message="model 'llama9' not found, try pulling it first"), ProviderRejectedError),
+        (Fault(status=400, message="invalid options"), ProviderRejectedError),
         (Fault(status=500, message="llama runner process has terminated"), ProviderUnavailableError),
         (Fault(status=503, message="server busy", retry_after=1), ProviderUnavailableError),
         (Fault(status=429, message="too many requests", retry_after=2), ProviderRateLimitedError),

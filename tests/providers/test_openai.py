@@ -17,6 +17,7 @@ from brickwork.contracts.errors import (
     ProviderAuthenticationError,
     ProviderError,
     ProviderRateLimitedError,
+    ProviderRejectedError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
@@ -291,8 +292,8 @@ IN_TWO_MINUTES = "<an HTTP-date two minutes from when the test runs>"
         (Fault(status=408), ProviderTimeoutError, None),
         (Fault(status=401), ProviderAuthenticationError, None),
         (Fault(status=403), ProviderAuthenticationError, None),
-        (Fault(status=404, message="The model `gpt-9` does not exist"), ProviderResponseError, None),
-        (Fault(status=400, message="messages: too short", retry_after=5), ProviderResponseError, None),
+        (Fault(status=404, message="The model `gpt-9` does not exist"), ProviderRejectedError, None),
+        (Fault(status=400, message="messages: too short", retry_after=5), ProviderRejectedError, None),
     ],
 )
 async def test_each_upstream_failure_is_one_typed_error(

@@ -30,7 +30,8 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     │   ├── ProviderTimeoutError          (retryable)
     │   ├── ProviderRateLimitedError      (retryable, carries retry_after)
     │   ├── ProviderUnavailableError      (retryable)
-    │   ├── ProviderResponseError         malformed or truncated reply, or a 4xx it gave
+    │   ├── ProviderResponseError         malformed or truncated reply
+    │   │   └── ProviderRejectedError         the backend refused the request itself (400/404/422…)
     │   ├── ProviderUnsupportedError      the backend cannot do this (e.g. no log-probs)
     │   ├── ContextLengthExceededError    the prompt does not fit the model's context window
     │   └── ProviderAuthenticationError   the backend refused *our* credentials (401/403)
@@ -96,6 +97,7 @@ __all__ = [
     "ProviderAuthenticationError",
     "ProviderError",
     "ProviderRateLimitedError",
+    "ProviderRejectedError",
     "ProviderResponseError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
@@ -298,6 +300,18 @@ class ProviderUnavailableError(ProviderError):
 
 class ProviderResponseError(ProviderError):
     code = "provider_bad_response"
+
+
+class ProviderRejectedError(ProviderResponseError):
+    """The backend answered, and refused the request itself as invalid (HTTP 400,
+    404, 409, 413, 422 upstream): an unknown model name, a parameter it does not
+    take. The backend is healthy, so breakers do not count it; a pass-through call,
+    whose request the client wrote, reports it to the client as its own 4xx.
+
+    ``details`` holds the upstream ``status``.
+    """
+
+    code = "provider_rejected_request"
 
 
 class ProviderUnsupportedError(ProviderError):

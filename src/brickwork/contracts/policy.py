@@ -92,6 +92,7 @@ DEFAULT_FALLBACK_ON: tuple[str, ...] = (
     "provider_rate_limited",
     "provider_unavailable",
     "provider_bad_response",
+    "provider_rejected_request",
     "provider_unsupported",
     "provider_auth_failed",
     "context_length_exceeded",

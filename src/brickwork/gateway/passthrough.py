@@ -21,7 +21,13 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from brickwork.contracts.errors import ModelNotFoundError, PluginFailedError, PluginNotFoundError
+from brickwork.contracts.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    PluginFailedError,
+    PluginNotFoundError,
+    ProviderRejectedError,
+)
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.policy import BulkheadPolicy, Policy
 from brickwork.contracts.provider import Message, ModelId
@@ -123,6 +129,12 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
             except ModelNotFoundError as exc:
                 # The caller named the model: an unknown one is their 404, not our 500.
                 raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
+            except ProviderRejectedError as exc:
+                # The client wrote this request: what the upstream refused in it is
+                # the client's 4xx to fix, not a 502 (nor a failure of the upstream).
+                if (exc.details or {}).get("status") == 404:
+                    raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
+                raise InvalidRequestError(exc.message, plugin=str(model_id)) from exc
 
         async def _run(self, input: PassthroughInput, model: BoundModel) -> PassthroughOutput:
             if input.texts is not None:

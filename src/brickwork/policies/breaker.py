@@ -16,6 +16,7 @@ from brickwork.contracts.errors import (
     OutputValidationError,
     PluginFailedError,
     ProviderError,
+    ProviderRejectedError,
     ProviderUnsupportedError,
     RetriesExhaustedError,
 )
@@ -41,6 +42,7 @@ _FAILURES: tuple[type[BrickworkError], ...] = (
 #: Provider errors the request caused, not the provider's health.
 _CALLERS_FAULT: tuple[type[BrickworkError], ...] = (
     ContextLengthExceededError,
+    ProviderRejectedError,
     ProviderUnsupportedError,
 )
 

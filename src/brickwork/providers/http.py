@@ -1,15 +1,18 @@
 """Shared HTTP plumbing for the providers that reach a model over the network.
 
-One :class:`HttpClient` per provider: an :mod:`aiohttp` session opened lazily on
-first use (never at import), a bounded connection pool, timeouts, and one
-translation of every way a call can fail into
-:mod:`brickwork.contracts.errors`:
+One :class:`HttpClient` per provider, opened lazily on first use (never at
+import): whole JSON calls go through :class:`~brickwork.providers._transport.Transport`
+(a small keep-alive HTTP/1.1 client on asyncio protocols and ``httptools``, a
+fraction of aiohttp's CPU per call), streams through an :mod:`aiohttp` session;
+each has its own bounded connection pool. Timeouts, and one translation of every
+way a call can fail into :mod:`brickwork.contracts.errors`:
 
 ======================  ==========================================================
 upstream                error
 ======================  ==========================================================
 401, 403                :class:`ProviderAuthenticationError` (our key, not the caller's)
-404                     :class:`ProviderResponseError` (wrong model name or base URL)
+400, 404, 409, 413, 422 :class:`ProviderRejectedError`: the backend refused the request
+                        itself (a wrong model name or parameter); breakers ignore it
 408, 504, timeouts      :class:`ProviderTimeoutError`
 429                     :class:`ProviderRateLimitedError`, ``retry_after`` from
                         ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date)
@@ -17,7 +20,9 @@ other 5xx (529 too)     :class:`ProviderUnavailableError` (``Retry-After`` honou
 other 4xx               :class:`ProviderResponseError` with the upstream's message
 refused / reset         :class:`ProviderUnavailableError`
 bad JSON, cut body,     :class:`ProviderResponseError` — never a success with
-wrong content type      partial text
+wrong content type,     partial text
+not HTTP, body past
+:data:`MAX_REPLY_BODY`
 ======================  ==========================================================
 
 Streams are parsed here too: :func:`sse_events` (server-sent events) and
@@ -46,15 +51,25 @@ from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from brickwork.contracts.errors import (
     ConfigurationError,
     ProviderAuthenticationError,
     ProviderError,
     ProviderRateLimitedError,
+    ProviderRejectedError,
     ProviderResponseError,
     ProviderTimeoutError,
     ProviderUnavailableError,
+)
+from brickwork.providers._transport import (
+    IncompleteReplyError,
+    MalformedReplyError,
+    Reply,
+    ReplyTooLargeError,
+    Transport,
+    TransportTimeoutError,
 )
 
 #: An upstream's Retry-After beyond a day is taken as a day.
@@ -79,6 +94,9 @@ MAX_LINE = 8 * 1024 * 1024
 MAX_MESSAGE = 500
 
 JSON_TYPES = ("application/json",)
+#: The largest whole reply read (256 MiB: a big batch of large embeddings is ~100 MiB
+#: of JSON); past it a call is a ProviderResponseError.
+MAX_REPLY_BODY = 256 * 1024 * 1024
 #: After a stream's last event: how long, and how much, to read to reach the end
 #: of the body (then the connection is reused rather than closed).
 DRAIN_SECONDS = 0.5
@@ -86,6 +104,8 @@ DRAIN_BYTES = 64 * 1024
 
 #: What aiohttp raises for a failed exchange (our own ProviderErrors pass through).
 _TRANSPORT_ERRORS = (TimeoutError, aiohttp.ClientError, OSError)
+#: What a :class:`Transport` call raises for a failed exchange.
+_REPLY_ERRORS = (TimeoutError, OSError, MalformedReplyError)
 
 
 # --- status → error ------------------------------------------------------------
@@ -153,6 +173,10 @@ def upstream_message(body: bytes | str, limit: int = MAX_MESSAGE) -> str:
     return message or "(empty body)"
 
 
+#: Statuses with which a backend refuses the request itself (it is up and well).
+_REJECTED = frozenset({400, 404, 409, 413, 422})
+
+
 def error_for_status(
     status: int,
     message: str,
@@ -173,6 +197,8 @@ def error_for_status(
         cls = ProviderRateLimitedError
     elif status >= 500:
         cls = ProviderUnavailableError
+    elif status in _REJECTED:
+        cls = ProviderRejectedError
     else:
         cls = ProviderResponseError
     if status == 404:
@@ -294,7 +320,7 @@ def _snippet(raw: bytes | str, limit: int = 120) -> str:
 
 
 class HttpClient:
-    """An aiohttp session for one provider, opened on first use.
+    """The HTTP connections of one provider, opened on first use.
 
     Args:
         provider: the provider's name, the prefix of every error message.
@@ -305,9 +331,11 @@ class HttpClient:
         max_connections: size of the connection pool (``0``: unbounded).
         secrets: strings that must never appear in an error (the API key).
 
-    The session belongs to the event loop that opened it. Once that loop is closed
-    (``asyncio.run`` returned) a new one is opened on the next call; using one
-    client from two live loops at once is a :class:`ConfigurationError`.
+    Whole calls (:meth:`request_raw`, :meth:`request_json`, :meth:`call`) use a
+    :class:`~brickwork.providers._transport.Transport`; streams (:meth:`stream`) an
+    aiohttp session. Both belong to the event loop that opened them. Once that loop
+    is closed (``asyncio.run`` returned) new ones are opened on the next call; using
+    one client from two live loops at once is a :class:`ConfigurationError`.
     """
 
     def __init__(
@@ -337,6 +365,8 @@ class HttpClient:
         self._headers = dict(headers or {})
         self._secrets = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
         self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
+        self._transport_url = ""  # the base URL self._transport was made for
         self._loop: asyncio.AbstractEventLoop | None = None
         self._call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=timeout)
         self._stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
@@ -347,7 +377,9 @@ class HttpClient:
     @property
     def closed(self) -> bool:
         """True before the first call and after :meth:`aclose`."""
-        return self._session is None or self._session.closed
+        return (self._session is None or self._session.closed) and (
+            self._transport is None or self._transport.closed
+        )
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -362,56 +394,101 @@ class HttpClient:
         return cls(text, details={"provider": self.provider, **(details or {})})
 
     async def aclose(self) -> None:
-        """Close the session and its connections; the next call opens a new one."""
+        """Close the connections; the next call opens new ones."""
         session, self._session, self._loop = self._session, None, None
-        if session is not None and not session.closed:
-            await session.close()
+        transport, self._transport = self._transport, None
+        try:
+            if transport is not None:
+                await transport.aclose()
+        finally:
+            if session is not None and not session.closed:
+                await session.close()
 
-    async def _get_session(self) -> aiohttp.ClientSession:
-        loop = asyncio.get_running_loop()
-        if self._session is not None and not self._session.closed:
-            if self._loop is loop:
-                return self._session
-            assert self._loop is not None
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Called when ``loop`` is not the loop this client is bound to."""
+        if self._loop is not None and not self.closed:
             if not self._loop.is_closed():
                 raise ConfigurationError(
                     f"{self.provider}: provider used from two running event loops; "
                     "create one provider per loop"
                 )
-            # Its loop is gone and its sockets with it: closing only marks it closed.
-            with contextlib.suppress(Exception):
-                await self._session.close()
+            # Its loop is gone and its sockets with it: closing only marks them closed.
+            session, self._session = self._session, None
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    await session.close()
+            transport, self._transport = self._transport, None
+            if transport is not None:
+                with contextlib.suppress(Exception):
+                    await transport.aclose()
+        self._loop = loop
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            await self._bind(loop)
+        if self._session is not None and not self._session.closed:
+            return self._session
         connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
         self._session = aiohttp.ClientSession(
             connector=connector, headers=self._headers, timeout=self._call_timeout
         )
-        self._loop = loop
         return self._session
+
+    async def _new_transport(self) -> Transport:
+        """A transport for the current ``base_url`` (the old one closed if it changed)."""
+        old, self._transport = self._transport, None
+        if old is not None:
+            await old.aclose()
+        try:
+            transport = Transport(
+                self.base_url,
+                headers=self._headers,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                max_body=MAX_REPLY_BODY,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(self.redact(f"{self.provider}: {exc}")) from None
+        self._transport, self._transport_url = transport, self.base_url
+        return transport
 
     # --- calls -------------------------------------------------------------------
 
     async def request_json(self, method: str, path: str, body: Any = None) -> Any:
         """One call answered by a JSON body; any failure is a :class:`ProviderError`."""
-        what = f"{method} {path}"
-        session = await self._get_session()
-        try:
-            async with session.request(
-                method, self.base_url + path, json=body, timeout=self._call_timeout
-            ) as response:
-                raw = await self._read(response, what)
-                if response.status >= 400:
-                    raise self._status_error(response, raw, what)
-                self._check_type(response, JSON_TYPES, raw, what)
-        except _TRANSPORT_ERRORS as exc:
-            raise self._transport_error(exc, what) from exc
+        raw = await self.request_raw(method, path, body)
         try:
             return json.loads(raw)
         except ValueError as exc:
             raise self.error(
                 ProviderResponseError,
-                f"malformed JSON from {what}: {_snippet(raw)}",
+                f"malformed JSON from {method} {path}: {_snippet(raw)}",
                 details={"reason": "malformed"},
             ) from exc
+
+    async def request_raw(self, method: str, path: str, body: Any = None) -> bytes:
+        """:meth:`request_json` without decoding: the JSON reply's bytes."""
+        if self._loop is not asyncio.get_running_loop():
+            await self._bind(asyncio.get_running_loop())
+        transport = self._transport
+        if transport is None or self._transport_url != self.base_url:
+            transport = await self._new_transport()
+        # Encoded here (pydantic-core, in Rust); the transport's timeout is self.timeout.
+        data = None if body is None else to_json(body)
+        try:
+            reply = await transport.request(
+                method, path, data, content_type="application/json" if data is not None else None
+            )
+        except _REPLY_ERRORS as exc:
+            raise self._reply_error(exc, f"{method} {path}") from exc
+        raw = reply.body
+        if reply.status >= 400:
+            raise self._reply_status_error(reply, f"{method} {path}")
+        ctype = _reply_content_type(reply)
+        if ctype not in JSON_TYPES:
+            raise self._type_error(ctype, JSON_TYPES, raw, f"{method} {path}")
+        return raw
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -487,8 +564,8 @@ class HttpClient:
         )
 
     async def call(self, model: type[M], method: str, path: str, body: Any = None) -> M:
-        """:meth:`request_json`, read as the wire model ``model``."""
-        return self.parse(model, await self.request_json(method, path, body))
+        """:meth:`request_json`, read as the wire model ``model`` (parsed in one pass)."""
+        return self.parse_json(model, await self.request_raw(method, path, body))
 
     def parse(self, model: type[M], data: Any) -> M:
         """``data`` (decoded JSON) as a wire model; a wrong shape is a ProviderResponseError."""
@@ -522,17 +599,46 @@ class HttpClient:
             retry_after=parse_retry_after(response.headers),
         )
 
+    def _reply_status_error(self, reply: Reply, what: str) -> ProviderError:
+        status = reply.status
+        return self.status_error(
+            status,
+            f"HTTP {status} from {what}: {upstream_message(reply.body)}",
+            retry_after=parse_retry_after(reply.headers),
+        )
+
     def _check_type(
         self, response: aiohttp.ClientResponse, expected: Sequence[str], raw: bytes, what: str
     ) -> None:
         ctype = _content_type(response)
         if ctype not in expected:
-            raise self.error(
+            raise self._type_error(ctype, expected, raw, what)
+
+    def _type_error(self, ctype: str, expected: Sequence[str], raw: bytes, what: str) -> ProviderError:
+        return self.error(
+            ProviderResponseError,
+            f"{what} answered {ctype or 'no content type'}, expected {' or '.join(expected)}: "
+            f"{_snippet(raw)}",
+            details={"reason": "content_type"},
+        )
+
+    def _reply_error(self, exc: BaseException, what: str) -> ProviderError:
+        """The error for a failed :class:`Transport` call (see its module's doc)."""
+        if isinstance(exc, TimeoutError):
+            partial = isinstance(exc, TransportTimeoutError) and exc.partial
+            reply = "complete reply" if partial else "reply"
+            return self.error(ProviderTimeoutError, f"{what}: no {reply} within {self.timeout:g}s")
+        if isinstance(exc, IncompleteReplyError):
+            return self.error(
                 ProviderResponseError,
-                f"{what} answered {ctype or 'no content type'}, expected {' or '.join(expected)}: "
-                f"{_snippet(raw)}",
-                details={"reason": "content_type"},
+                f"{what}: the reply body was cut off ({type(exc).__name__})",
+                details={"reason": "truncated"},
             )
+        if isinstance(exc, ReplyTooLargeError):
+            return self.error(ProviderResponseError, f"{what}: {exc}", details={"reason": "too_large"})
+        if isinstance(exc, MalformedReplyError):
+            return self.error(ProviderResponseError, f"{what}: bad HTTP reply ({exc})")
+        return self.error(ProviderUnavailableError, f"{what}: cannot reach the server ({type(exc).__name__})")
 
     def _transport_error(self, exc: BaseException, what: str) -> ProviderError | ConfigurationError:
         if isinstance(exc, TimeoutError):
@@ -562,3 +668,9 @@ async def _drain(response: aiohttp.ClientResponse) -> bool:
 
 def _content_type(response: aiohttp.ClientResponse) -> str:
     return response.content_type.lower() if "Content-Type" in response.headers else ""
+
+
+def _reply_content_type(reply: Reply) -> str:
+    """The media type of a reply (``application/json``), lower case; ``""`` if none."""
+    value = reply.headers.get("content-type")
+    return "" if value is None else value.partition(";")[0].strip().lower()
