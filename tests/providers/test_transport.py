@@ -401,13 +401,34 @@ def test_a_reused_connection_the_server_had_closed_is_retried_once(run: Run) -> 
     async def scenario() -> None:
         async with Server(stale) as server:
             t = Transport(server.url)
-            assert (await t.request("POST", "/one", b"1")).body == JSON
-            assert (await t.request("POST", "/two", b"2")).body == JSON
+            assert (await t.request("PUT", "/one", b"1")).body == JSON
+            assert (await t.request("PUT", "/two", b"2")).body == JSON
             assert [(r.conn, r.path, r.body) for r in server.requests] == [
                 (0, "/one", b"1"),
                 (0, "/two", b"2"),  # closed without a reply ...
                 (1, "/two", b"2"),  # ... sent again, once, on a new connection
             ]
+            await t.aclose()
+
+    run(scenario())
+
+
+def test_a_post_the_server_dropped_is_never_sent_twice(run: Run) -> None:
+    # The server may have run it (a model call, billed) before the connection died:
+    # the caller gets the error, and its own retry policy decides.
+    async def drops_second(req: Req, writer: asyncio.StreamWriter) -> bool:
+        if req.n == 1:
+            return False
+        writer.write(reply())
+        return True
+
+    async def scenario() -> None:
+        async with Server(drops_second) as server:
+            t = Transport(server.url)
+            assert (await t.request("POST", "/one", b"1")).body == JSON
+            with pytest.raises(ServerDisconnectedError):
+                await t.request("POST", "/two", b"2")
+            assert [(r.conn, r.path) for r in server.requests] == [(0, "/one"), (0, "/two")]
             await t.aclose()
 
     run(scenario())
@@ -475,6 +496,52 @@ def test_a_reset_after_the_head_only_is_incomplete_too(run: Run) -> None:
             t = Transport(server.url)
             with pytest.raises(IncompleteReplyError):
                 await t.request("GET", "/")
+            await t.aclose()
+
+    run(scenario())
+
+
+def test_a_reset_cuts_a_body_framed_by_the_close_and_is_incomplete(run: Run) -> None:
+    # A body without a length ends with a clean close; a reset means it was cut.
+    async def cut(req: Req, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{"choices": [1, 2')
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        reset(writer)
+        return False
+
+    async def scenario() -> None:
+        async with Server(cut) as server:
+            t = Transport(server.url)
+            with pytest.raises(IncompleteReplyError):
+                await t.request("GET", "/")
+            await t.aclose()
+
+    run(scenario())
+
+
+def test_a_chunked_replys_trailer_is_bounded_and_never_a_header(run: Run) -> None:
+    async def trailers(req: Req, writer: asyncio.StreamWriter) -> bool:
+        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        body = b"2\r\n{}\r\n0\r\n"
+        if req.path == "/small":
+            writer.write(head + body + b"Content-Type: text/html\r\nRetry-After: 99\r\n\r\n")
+            return True
+        writer.write(head + body)
+        for _ in range(2_000):
+            writer.write(b"X-Filler: " + b"y" * 200 + b"\r\n")
+        writer.write(b"\r\n")
+        return False
+
+    async def scenario() -> None:
+        async with Server(trailers) as server:
+            t = Transport(server.url)
+            small = await t.request("GET", "/small")
+            assert small.body == b"{}"
+            assert small.headers["content-type"] == "application/json"
+            assert small.headers.get("retry-after") is None
+            with pytest.raises(MalformedReplyError, match="trailer"):
+                await t.request("GET", "/big")
             await t.aclose()
 
     run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from functools import total_ordering
@@ -100,6 +101,12 @@ class PluginRef:
         Raises:
             InvalidRequestError: the ref is malformed (code ``invalid_request``).
         """
+        if cls is PluginRef and isinstance(text, str):
+            return _parse_cached(text)  # refs are few and immutable: parse each once
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> PluginRef:
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequestError("plugin ref must be a non-empty string like 'name@version'")
         name, sep, selector = text.strip().partition("@")
@@ -132,3 +139,8 @@ class PluginRef:
 
     def __str__(self) -> str:
         return self.name if self.selector is None else f"{self.name}@{self.selector}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(text: str) -> PluginRef:
+    return PluginRef._parse(text)

@@ -17,9 +17,10 @@ its non-streaming JSON calls: ``asyncio`` protocols and the ``llhttp`` parser of
 - ``Accept-Encoding: identity``: no decompression is needed, none is done;
 - one timeout for the whole call (waiting for a connection, connecting, sending,
   reading), and a connect timeout;
-- one transparent retry when a *reused* idle connection turns out to have been
-  closed by the server before a single byte of the reply came back (the
-  keep-alive race); never once a reply byte arrived.
+- one transparent retry of an idempotent request (GET, HEAD, PUT, DELETE …) when
+  a *reused* idle connection turns out to have been closed by the server before a
+  single byte of the reply came back (the keep-alive race); never once a reply
+  byte arrived, and never for a POST, which the server may have run already;
 
 Not supported: proxies, redirects, compressed replies, streaming bodies, HTTP/2,
 ``Expect: 100-continue``, credentials in the URL.
@@ -71,6 +72,9 @@ _JOIN_BELOW = 16 * 1024
 _RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding", "te"})
 #: Methods that announce an empty body with ``Content-Length: 0``.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Only these are sent again after the keep-alive race (as aiohttp does): a POST the
+#: server dropped may already have run (and been billed) before the connection died.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _PATH_SAFE = "/?#[]@!$&'()*+,;=:-._~%"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -198,6 +202,7 @@ class _Conn(asyncio.Protocol):
         "served",
         "size",
         "status",
+        "trailer_bytes",
         "transport",
         "version_ok",
     )
@@ -220,6 +225,7 @@ class _Conn(asyncio.Protocol):
         self.got = 0  # bytes of the current reply received
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailer_bytes = 0
         self.chunks: list[bytes] = []
         self.size = 0
         self.head_done = False
@@ -307,8 +313,9 @@ class _Conn(asyncio.Protocol):
         fut = self.fut
         if fut is None or fut.done():
             return
-        if self.head_done and not self.done and self.status >= 200 and self._close_delimited():
-            self._finish()
+        framed_by_close = self.head_done and self.status >= 200 and self._close_delimited()
+        if framed_by_close and not self.done and exc is None:
+            self._finish()  # a body framed by the close: ended by a clean close, not a reset
         elif self.got == 0:
             error = ServerDisconnectedError(
                 "the server closed the connection without replying"
@@ -341,6 +348,15 @@ class _Conn(asyncio.Protocol):
             raise _Stop
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:
+            # A chunked reply's trailer: never mixed into the reply's headers (it
+            # could change what Content-Type or Retry-After appear to be), and
+            # bounded like the head.
+            self.trailer_bytes += len(name) + len(value)
+            if self.trailer_bytes > MAX_HEAD:
+                self.error = MalformedReplyError(f"the reply's trailer passed {MAX_HEAD} bytes")
+                raise _Stop
+            return
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -603,7 +619,7 @@ class Transport:
             try:
                 return await fut
             except ServerDisconnectedError:
-                if attempt == 0 and reused and conn.got == 0:
+                if attempt == 0 and reused and conn.got == 0 and method in _IDEMPOTENT:
                     continue  # the keep-alive race: try once more, on another connection
                 raise
             except BaseException:
