@@ -244,3 +244,19 @@ async def test_sigterm_drains_requests_in_flight_and_flushes_the_audit_log(
     assert raw not in log
     assert raw.split("_", 2)[2] not in log
     assert UPSTREAM_KEY not in log
+
+
+@pytest.mark.parametrize("threshold", [(10_000, 20, 20), None])
+def test_serving_tunes_the_garbage_collector(threshold: tuple[int, int, int] | None) -> None:
+    import gc
+
+    from brickwork.gateway.server import ServeOptions, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(ServeOptions(gc_threshold=threshold))
+        assert gc.get_threshold() == (threshold or before)
+        assert gc.get_freeze_count() > 0  # what was loaded is out of the collector's way
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
