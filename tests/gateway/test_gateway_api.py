@@ -251,3 +251,24 @@ async def test_a_passthrough_model_the_provider_does_not_have_is_404(stack: Stac
     )
     assert unknown.status_code == 404
     assert "the catalog has: known" in unknown.json()["error"]["message"]
+
+
+async def test_the_routes_that_carry_the_traffic_skip_the_router_and_keep_its_answers(stack: Stack) -> None:
+    # POST /v1/chat/completions goes straight to its endpoint; every other method
+    # or path on it still gets the router's answers, in the one error shape.
+    app = stack.gateway.app()
+    assert ("POST", "/v1/chat/completions") in app._fast
+    raw = await stack.key(["*"])
+    h = auth(raw)
+    chat = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+    ok = await stack.client.post("/v1/chat/completions", json=chat, headers=h)
+    assert ok.status_code == 200
+    assert ok.json()["choices"][0]["message"]["content"] == "hi"
+    wrong_method = await stack.client.get("/v1/chat/completions", headers=h)
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    not_json = await stack.client.post("/v1/chat/completions", content=b"{", headers=h)
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_request"
+    unauthenticated = await stack.client.post("/v1/chat/completions", json=chat)
+    assert unauthenticated.status_code == 401
