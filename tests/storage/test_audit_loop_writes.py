@@ -161,8 +161,9 @@ async def test_the_wal_is_checkpointed_and_stays_short(loop_log: SQLiteAuditLog,
         await asyncio.gather(*(loop_log.append(call(i)) for i in range(250)))
         largest = max(largest, size(wal))
     assert loop_log.checkpoints >= 2
-    # Without checkpoints these 11,500 records would make a WAL of over 40 MB.
-    assert largest < 12 * 2**20, f"the WAL grew to {largest} bytes"
+    # Without checkpoints these 11,500 records would make a WAL of over 40 MB. (The
+    # checkpoints run in a thread: on a loaded machine they lag a little behind.)
+    assert largest < 24 * 2**20, f"the WAL grew to {largest} bytes"
     assert size(path) > 4 * 2**20  # the rows went into the database file
     assert (await loop_log.verify()).count == 11_501
 
@@ -268,7 +269,7 @@ async def test_a_long_wal_is_truncated_at_a_checkpoint(
     # When the WAL does not start over after passive checkpoints (other processes
     # keep appending behind each one), a checkpoint that finds it long truncates it,
     # waiting briefly for the writers to pause, so it cannot grow without bound.
-    import brickwork.storage.audit as audit_module
+    import brickwork.storage._audit_sqlite as audit_module
 
     monkeypatch.setattr(audit_module, "_CHECKPOINT_BEHIND_PAGES", 10)
     for i in range(1, 400):

@@ -1,0 +1,360 @@
+"""The audit log in a SQLite file (see :mod:`brickwork.storage.audit`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar
+
+from brickwork.contracts.errors import ConfigurationError, StorageError
+from brickwork.storage._audit_chain import (
+    _ALL,
+    MIGRATIONS,
+    _chain,
+    _fail,
+    _GroupCommitLog,
+    _Pending,
+    _Row,
+)
+from brickwork.storage._sqlite import connect
+
+__all__ = ["SQLiteAuditLog"]
+
+T = TypeVar("T")
+
+
+# --- SQLite ----------------------------------------------------------------------
+
+#: Start a WAL checkpoint once about this many pages were written since the last
+#: one (SQLite's own autocheckpoint default), or a second passed and at least
+#: :data:`_CHECKPOINT_MIN_PAGES` were (not for every record of an idle server: the
+#: checkpoint and the commit after it each cost a thread hop).
+_CHECKPOINT_PAGES = 1_000
+#: A WAL this long at a passive checkpoint (it is not starting over: several
+#: processes append) gets a truncating checkpoint too, waiting at most
+#: :data:`_TRUNCATE_WAIT_MS` for the writers to pause.
+_CHECKPOINT_BEHIND_PAGES = 4 * _CHECKPOINT_PAGES
+_TRUNCATE_WAIT_MS = 100
+_BUSY_TIMEOUT_MS = 30_000  # what connect() sets (its timeout), restored after
+_CHECKPOINT_MIN_PAGES = 100
+_CHECKPOINT_SECONDS = 1.0
+#: WAL pages a commit writes, about (measured): 4, plus a page per 2 KiB of rows
+#: (a row is its body and ~250 bytes of hashes, columns and index entries). Only
+#: used to decide when to checkpoint.
+_PAGES_PER_COMMIT = 4
+_ROW_BYTES = 250
+_BYTES_PER_PAGE = 2_048
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (the low byte of extended codes)
+_INSERT = f"INSERT INTO audit_log ({', '.join(_ALL)}) VALUES ({', '.join('?' * len(_ALL))})"
+_HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+
+
+class _Busy(Exception):
+    """Another connection holds the write lock: write this batch from a thread."""
+
+
+class SQLiteAuditLog(_GroupCommitLog):
+    """The audit log in a SQLite file, in WAL mode.
+
+    ``durability="process"`` (the default) commits with ``synchronous=NORMAL``: a
+    record whose ``record()`` returned survives a crash or ``kill -9`` of the server
+    process, which is the promise the gateway makes, without an fsync per commit.
+    Such a commit is only a write into the OS's page cache, so it is made on the
+    event loop's thread, without a hop to a thread and back (see the module
+    docstring). ``durability="power"`` uses ``synchronous=FULL``: it also survives
+    a power cut or kernel crash, at about a millisecond of fsync per commit (group
+    commit shares it between concurrent requests); those commits are made from a
+    thread. ``thread_writes=True`` makes every commit from a thread in "process"
+    mode too, as all were made before (for comparison, or for a file on a network
+    filesystem, where even a write may stall). The file is created readable by its
+    owner only.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_batch: int = 5_000,
+        durability: Literal["process", "power"] = "process",
+        thread_writes: bool = False,
+    ) -> None:
+        super().__init__(max_batch=max_batch)
+        self.durability = durability
+        self.path = str(path)
+        if self.path == ":memory:":
+            raise ConfigurationError("the audit log must be a file: an in-memory one would lose records")
+        #: Commit on the event loop's thread (see the class docstring).
+        self.on_loop = durability == "process" and not thread_writes
+        #: WAL checkpoints run (to see that the WAL is kept short), and of them the
+        #: truncating ones (passive ones falling behind several processes' writes).
+        self.checkpoints = 0
+        self.truncations = 0
+        self._write_conn: sqlite3.Connection | None = None  # used from threads
+        self._loop_conn: sqlite3.Connection | None = None  # used on the loop, never waits
+        self._ckpt_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._write_lock = threading.Lock()
+        self._ckpt_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        # The loop-side writer's state (only touched on the loop's thread):
+        self._flush_handle: asyncio.Handle | None = None
+        #: A batch being written from a thread: loop writes wait for it, in order.
+        self._handoff: asyncio.Task[None] | None = None
+        self._ckpt_task: asyncio.Task[None] | None = None
+        self._unchecked_pages = 0
+        self._last_checkpoint = time.monotonic()
+        #: After a checkpoint SQLite may restart the WAL on the next commit, which
+        #: fsyncs the WAL's new header: let a thread make that commit.
+        self._restart_in_thread = False
+
+    def _connect(self) -> sqlite3.Connection:
+        sync: Literal["FULL", "NORMAL"] = "FULL" if self.durability == "power" else "NORMAL"
+        return connect(self.path, "audit", MIGRATIONS, synchronous=sync)
+
+    async def _thread(self, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"audit log {self.path}: {exc}") from exc
+
+    # --- the thread path: "power", the first batch, and a batch the loop cannot write now
+
+    async def _write(self, batch: Sequence[_Pending]) -> list[_Row]:
+        return await self._thread(lambda: self._write_sync(batch))
+
+    def _write_sync(self, batch: Sequence[_Pending], checkpoint_first: bool = False) -> list[_Row]:
+        # The lock matters only when an abandoned thread (its loop gone) still writes.
+        with self._write_lock:
+            if self._write_conn is None:
+                self._write_conn = self._connect()
+            if self.on_loop and self._loop_conn is None:
+                # Opened here, where waiting on a lock or the disk is fine.
+                conn = self._connect()
+                try:
+                    conn.execute("PRAGMA busy_timeout=0")
+                    conn.execute("PRAGMA wal_autocheckpoint=0")
+                except BaseException:
+                    conn.close()
+                    raise
+                self._loop_conn = conn
+            if checkpoint_first:
+                with contextlib.suppress(sqlite3.Error):  # a checkpoint is only housekeeping
+                    self._checkpoint_sync()
+            return _insert(self._write_conn, batch)
+
+    # --- the loop path: "process" -----------------------------------------------------
+
+    def _submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.on_loop:
+            super()._submit(item, loop)
+            return
+        if self._loop is not loop:
+            old = self._loop
+            if old is not None and not old.is_closed() and (self._handoff is not None or self._pending):
+                raise StorageError("the audit log is in use by another event loop")
+            # Records left by a closed loop (their callers are gone) go with the next batch.
+            self._loop, self._flush_handle, self._handoff, self._ckpt_task = loop, None, None, None
+        self._pending.append(item)
+        if self._flush_handle is None and self._handoff is None:
+            # Records appended until this runs (the rest of this loop iteration)
+            # share its transaction.
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Commit what is pending in one transaction, on the loop, unless it would wait."""
+        self._flush_handle = None
+        if self._handoff is not None or not self._pending:
+            return  # the thread's batch first; it calls back when done
+        assert self._loop is not None
+        batch = self._pending[: self.max_batch]
+        del self._pending[: len(batch)]
+        if self._pending:
+            self._flush_handle = self._loop.call_soon(self._flush)
+        conn = self._loop_conn
+        if conn is None or self._restart_in_thread:
+            self._hand_off(batch, checkpoint_first=self._restart_in_thread)
+            return
+        try:
+            rows = _insert(conn, batch, wait=False)
+        except _Busy:
+            self._hand_off(batch)
+            return
+        except (sqlite3.Error, OSError) as exc:
+            self._drop_stuck(conn)
+            _fail(batch, StorageError(f"audit log {self.path}: {exc}"))
+            return
+        except Exception as exc:
+            self._drop_stuck(conn)
+            _fail(batch, exc)
+            return
+        self._settle(batch, rows)
+        size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
+        self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
+        self._maybe_checkpoint()
+
+    def _drop_stuck(self, conn: sqlite3.Connection) -> None:
+        """A loop connection left inside a transaction (its rollback failed too) would
+        fail every later batch: close it; the next batch reopens one from a thread."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+            self._loop_conn = None
+
+    def _hand_off(self, batch: list[_Pending], *, checkpoint_first: bool = False) -> None:
+        assert self._loop is not None
+        self._restart_in_thread = False
+        self._handoff = self._loop.create_task(
+            self._write_in_thread(batch, checkpoint_first), name="brickwork-audit-thread-write"
+        )
+
+    async def _write_in_thread(self, batch: list[_Pending], checkpoint_first: bool) -> None:
+        try:
+            rows = await self._thread(lambda: self._write_sync(batch, checkpoint_first))
+        except asyncio.CancelledError:
+            # The loop is going away: nobody must wait forever. (The batch may still
+            # commit: its callers get an error, never a false "ok".)
+            self._handoff = None
+            left, self._pending = [*batch, *self._pending], []
+            _fail(left, StorageError("the audit writer stopped"))
+            raise
+        except Exception as exc:
+            _fail(batch, exc)
+        else:
+            self._settle(batch, rows)
+        self._handoff = None
+        if self._pending and self._flush_handle is None and self._loop is not None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    # --- checkpoints -----------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        if self._ckpt_task is not None or self._loop is None:
+            return
+        pages = self._unchecked_pages
+        if pages >= _CHECKPOINT_PAGES or (
+            pages >= _CHECKPOINT_MIN_PAGES and time.monotonic() - self._last_checkpoint >= _CHECKPOINT_SECONDS
+        ):
+            self._unchecked_pages = 0
+            self._ckpt_task = self._loop.create_task(self._checkpoint(), name="brickwork-audit-checkpoint")
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database from a thread, so that the WAL stays short.
+
+        Passive: it never waits for, nor holds up, a writer. Loop commits made
+        meanwhile stay in the WAL; the next commit goes through a thread that first
+        checkpoints those too, so the WAL can start over from its beginning.
+        """
+        try:
+            with contextlib.suppress(sqlite3.Error, OSError):  # housekeeping: the next one retries
+                await asyncio.to_thread(self._checkpoint_sync)
+                self._restart_in_thread = True
+        finally:
+            self._ckpt_task = None
+            self._last_checkpoint = time.monotonic()
+
+    def _checkpoint_sync(self) -> None:
+        with self._ckpt_lock:
+            if self._ckpt_conn is None:
+                self._ckpt_conn = self._connect()
+            conn = self._ckpt_conn
+            _, log_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            if log_pages >= _CHECKPOINT_BEHIND_PAGES:
+                # The WAL is not starting over (other processes keep appending
+                # behind every passive checkpoint, or a long read holds an old
+                # snapshot): wait briefly for
+                # a quiet moment, copy everything and truncate the WAL. Writers that
+                # meet the lock meanwhile hand their batch to a thread; if no quiet
+                # moment comes, give up until the next checkpoint.
+                conn.execute(f"PRAGMA busy_timeout={_TRUNCATE_WAIT_MS}")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    self.truncations += 1
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+
+    async def aclose(self) -> None:
+        """Write every pending record, checkpoint the WAL, then close the database."""
+        if not self.on_loop:
+            await super().aclose()
+            return
+        self._closed = True
+        if self._loop is asyncio.get_running_loop():
+            while self._pending or self._handoff is not None:
+                if self._handoff is not None:
+                    await asyncio.wait([self._handoff])
+                    continue
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                self._flush()
+            if self._ckpt_task is not None:
+                await asyncio.wait([self._ckpt_task])
+        else:
+            # Its loop is gone: nothing can wait for these records any more.
+            left, self._pending = self._pending, []
+            _fail(left, StorageError("the audit log was closed from another event loop"))
+        if self._loop_conn is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await asyncio.to_thread(self._checkpoint_sync)
+        await self._close()
+
+    # --- reading and closing -------------------------------------------------------
+
+    async def _read(self, after_seq: int, limit: int) -> list[_Row]:
+        def read() -> list[_Row]:
+            with self._read_lock:
+                if self._read_conn is None:
+                    self._read_conn = self._connect()
+                cursor = self._read_conn.execute(
+                    f"SELECT {', '.join(_ALL)} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                )
+                return [tuple(row) for row in cursor.fetchall()]
+
+        return await self._thread(read)
+
+    async def _close(self) -> None:
+        def close() -> None:
+            with self._write_lock, self._ckpt_lock, self._read_lock:
+                for conn in (self._loop_conn, self._write_conn, self._ckpt_conn, self._read_conn):
+                    if conn is not None:
+                        conn.close()
+                self._loop_conn = self._write_conn = self._ckpt_conn = self._read_conn = None
+
+        await asyncio.to_thread(close)
+
+
+def _insert(conn: sqlite3.Connection, batch: Sequence[_Pending], *, wait: bool = True) -> list[_Row]:
+    """Append ``batch`` in one transaction after the stored head.
+
+    With ``wait=False`` (the loop's connection, whose busy timeout is zero) a
+    database locked by another connection raises :class:`_Busy`, with nothing written.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if not wait and exc.sqlite_errorcode & 0xFF in _BUSY:
+            raise _Busy from exc
+        raise
+    try:
+        # The head is read under the write lock: other processes may append too.
+        rows = _chain(conn.execute(_HEAD).fetchone(), batch)
+        conn.executemany(_INSERT, rows)
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        if (
+            not wait
+            and isinstance(exc, sqlite3.OperationalError)
+            and exc.sqlite_errorcode & 0xFF in _BUSY
+            and not conn.in_transaction
+        ):
+            raise _Busy from exc
+        raise
+    return rows
