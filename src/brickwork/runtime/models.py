@@ -132,7 +132,6 @@ class BoundModel:
         deadline: Deadline,
         account: CallAccount,
         rng: random.Random,
-        deadline_enforced: bool = False,
     ) -> None:
         self.plugin = plugin
         self.tenant = tenant
@@ -147,11 +146,10 @@ class BoundModel:
         self.deadline = deadline
         self.account = account
         self.rng = rng
-        #: The caller already runs the plugin under ``deadline`` (the orchestrator
-        #: does), in the task it sets here: an attempt with no limit of its own made
-        #: in that task needs no second timer. (One made elsewhere — a task the
-        #: plugin started, a shield — is not reached by that timer, so it gets its own.)
-        self.deadline_enforced = deadline_enforced
+        #: The task a caller already runs the plugin in under ``deadline`` (the
+        #: orchestrator sets it): an attempt with no limit of its own made in that
+        #: task needs no second timer. (One made elsewhere — a task the plugin
+        #: started, a shield — is not reached by that timer, so it gets its own.)
         self.deadline_task: asyncio.Task[Any] | None = None
         self._streams: set[AsyncGenerator[StreamChunk, None]] = set()
 
@@ -356,7 +354,7 @@ class BoundModel:
 
         async def attempt(_n: int) -> T:
             if (
-                self.deadline_enforced
+                self.deadline_task is not None
                 and self.policy.timeout.attempt is None
                 and asyncio.current_task() is self.deadline_task
             ):

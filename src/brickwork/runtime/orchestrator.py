@@ -462,7 +462,6 @@ class Orchestrator:
             deadline=deadline,
             account=account,
             rng=self.rng,
-            deadline_enforced=True,
         )
         ctx = RunContext(
             entry=entry,
