@@ -84,6 +84,10 @@ class Misbehaving(Plugin[EchoIn, EchoOut]):
                 return "just text"  # type: ignore[return-value]
             case "other-model":
                 return CountIn(items=[1])  # type: ignore[return-value]
+            case "mutated":
+                out = EchoOut(text="ok")
+                out.text = 42  # type: ignore[assignment]  # no validation on assignment
+                return out
             case "hang":
                 await asyncio.Event().wait()
             case "own-timeout":
@@ -202,7 +206,7 @@ async def test_unknown_plugin_or_version_is_not_found(build: Build, ref: str) ->
 # --- bad plugins ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["dict-wrong-field", "string", "other-model"])
+@pytest.mark.parametrize("mode", ["dict-wrong-field", "string", "other-model", "mutated"])
 async def test_output_that_breaks_the_contract_is_output_invalid(build: Build, mode: str) -> None:
     orch = build(Misbehaving)
 

@@ -308,3 +308,38 @@ async def test_a_revoke_racing_an_authentication_is_not_undone_by_the_cache(tmp_
             await store.authenticate(raw)
     finally:
         await store.aclose()
+
+
+async def test_requests_that_miss_the_cache_together_share_one_read(tmp_path: Path) -> None:
+    import asyncio
+
+    from brickwork.storage.keys import SQLiteKeyStore
+
+    store = SQLiteKeyStore(tmp_path / "k.db", cache_ttl=60)
+    try:
+        key, raw = await store.create(tenant="t", plugins=["*"])
+        fetch = store._fetch
+        reads = 0
+        gate = asyncio.Event()
+
+        async def counted_fetch(key_id: str) -> object:
+            nonlocal reads
+            reads += 1
+            await gate.wait()
+            return await fetch(key_id)
+
+        store._fetch = counted_fetch  # type: ignore[method-assign]
+        waiting = [asyncio.create_task(store.authenticate(raw)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        waiting[0].cancel()  # one caller giving up does not cancel the others' read
+        gate.set()
+        found = await asyncio.gather(*waiting[1:])
+        assert reads == 1
+        assert {k.id for k in found} == {key.id}
+        # A read that began before a revocation is not joined by a later caller.
+        await store.revoke(key.id)
+        with pytest.raises(AuthenticationError, match="revoked"):
+            await store.authenticate(raw)
+        assert reads == 2
+    finally:
+        await store.aclose()

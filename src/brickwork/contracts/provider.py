@@ -58,13 +58,20 @@ class Usage(BaseModel):
     calls: int = 0
 
     def add(self, other: Usage) -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.calls += other.calls
+        # Straight into the fields: pydantic's ``__setattr__`` costs more than the
+        # sums (the values are ints from another Usage, nothing to validate).
+        fields = self.__dict__
+        fields["input_tokens"] += other.input_tokens
+        fields["output_tokens"] += other.output_tokens
+        fields["calls"] += other.calls
+        self.__pydantic_fields_set__.update(_USAGE_FIELDS)
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "calls")
 
 
 class Message(BaseModel):

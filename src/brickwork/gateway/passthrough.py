@@ -33,6 +33,7 @@ from brickwork.contracts.policy import BulkheadPolicy, Policy
 from brickwork.contracts.provider import Message, ModelId
 from brickwork.contracts.refs import NAME_RE
 from brickwork.runtime.models import BoundModel
+from brickwork.runtime.models import model_id as bound_model_id
 from brickwork.runtime.orchestrator import Orchestrator
 
 __all__ = [
@@ -123,7 +124,7 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
         passthrough_provider: ClassVar[str]
 
         async def run(self, input: PassthroughInput, ctx: Context) -> PassthroughOutput:
-            model_id = ModelId(provider=provider, model=input.model)
+            model_id = bound_model_id(f"{provider}:{input.model}")
             try:
                 return await self._run(input, _bind(ctx, model_id))
             except ModelNotFoundError as exc:

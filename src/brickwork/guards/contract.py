@@ -57,6 +57,10 @@ class OutputContractGuard:
 
     def check(self, ref: str, model: type[BaseModel], output: object) -> BaseModel:
         try:
+            if type(output) is model and not output.__pydantic_extra__:
+                # Validated again from its fields (code may have assigned any value to
+                # them after construction), without serialising it first.
+                return model.model_validate(output.__dict__)
             if isinstance(output, model):
                 return model.model_validate(output.model_dump())
             if isinstance(output, dict):
@@ -75,21 +79,35 @@ class OutputContractGuard:
 
 
 def _approx_size(data: dict[str, Any]) -> int:
-    # Cheap upper bound on the serialised size without serialising twice.
+    # Cheap upper bound on the serialised size without serialising twice. (Exact
+    # types first: this runs on every request, and nearly everything is one of them.)
     total = 0
     stack: list[Any] = [data]
+    pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            # A UTF-8 character is at most 4 bytes: count exactly only past ASCII.
+            total += len(item) if item.isascii() else len(item.encode("utf-8", "surrogatepass"))
+        elif kind is dict:
+            total += 2
+            for key, value in item.items():
+                total += len(key) + 4 if type(key) is str else len(str(key)) + 4
+                push(value)
+        elif kind is list or kind is tuple:
+            total += 2
+            extend(item)
+        elif isinstance(item, str):
             total += len(item.encode("utf-8", "surrogatepass"))
         elif isinstance(item, dict):
             total += 2
             for key, value in item.items():
                 total += len(str(key)) + 4
-                stack.append(value)
+                push(value)
         elif isinstance(item, list | tuple):
             total += 2
-            stack.extend(item)
+            extend(item)
         else:
             total += 16
     return total

@@ -25,7 +25,7 @@ from brickwork.contracts.errors import (
     ProviderTimeoutError,
     RealProviderForbiddenError,
 )
-from brickwork.contracts.policy import Policy
+from brickwork.contracts.policy import BreakerPolicy, Policy
 from brickwork.contracts.provider import (
     Completion,
     CompletionRequest,
@@ -49,7 +49,7 @@ from brickwork.state.base import StateBackend
 if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
     from brickwork.observability.tracing import Tracing
 
-__all__ = ["BoundModel", "ModelPrice", "Providers", "allow_real_providers"]
+__all__ = ["BoundModel", "ModelPrice", "Providers", "allow_real_providers", "model_id"]
 
 T = TypeVar("T")
 
@@ -107,6 +107,12 @@ class CallAccount:
     warnings: list[str] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=4096)
+def model_id(text: str) -> ModelId:
+    """``ModelId.parse``, once per distinct id (ids are immutable; a run binds a few)."""
+    return ModelId.parse(text)
+
+
 def _messages(messages: str | Sequence[Message]) -> list[Message]:
     if isinstance(messages, str):
         return [Message(role="user", content=messages)]
@@ -132,11 +138,12 @@ class BoundModel:
         deadline: Deadline,
         account: CallAccount,
         rng: random.Random,
+        breakers: Callable[[str, BreakerPolicy, str], CircuitBreaker] | None = None,
     ) -> None:
         self.plugin = plugin
         self.tenant = tenant
-        self.chain = [ModelId.parse(m) for m in ((model,) if model else ()) + policy.fallback.models]
-        self.embedding_chain = [ModelId.parse(embedding_model)] if embedding_model else []
+        self.chain = [model_id(m) for m in ((model,) if model else ()) + policy.fallback.models]
+        self.embedding_chain = [model_id(embedding_model)] if embedding_model else []
         self.tracing = tracing
         self.policy = policy
         self.permissions = permissions
@@ -146,6 +153,9 @@ class BoundModel:
         self.deadline = deadline
         self.account = account
         self.rng = rng
+        #: Where breakers come from (the orchestrator keeps one per key); without it,
+        #: a new handle on the state backend's breaker per call.
+        self.breakers = breakers
         #: The task a caller already runs the plugin in under ``deadline`` (the
         #: orchestrator sets it): an attempt with no limit of its own made in that
         #: task needs no second timer. (One made elsewhere — a task the plugin
@@ -176,7 +186,10 @@ class BoundModel:
         self._check("model")
         msgs = _messages(messages)
 
-        async def one(model_id: ModelId, provider: Provider) -> Completion:
+        def estimate() -> Usage:
+            return Usage(input_tokens=estimate_tokens([m.content for m in msgs]), output_tokens=max_tokens)
+
+        def one(model_id: ModelId, provider: Provider) -> Awaitable[Completion]:
             request = CompletionRequest(
                 model=model_id.model,
                 messages=msgs,
@@ -185,12 +198,7 @@ class BoundModel:
                 stop=list(stop),
                 json_schema=json_schema,
             )
-            estimate = Usage(
-                input_tokens=estimate_tokens([m.content for m in msgs]), output_tokens=max_tokens
-            )
-            return await self._metered(
-                model_id, estimate, lambda: provider.complete(request), operation="chat"
-            )
+            return self._metered(model_id, estimate, lambda: provider.complete(request), operation="chat")
 
         return await self._over_chain(one)
 
@@ -292,12 +300,12 @@ class BoundModel:
     ) -> Embeddings:
         self._check("embed")
 
-        async def one(model_id: ModelId, provider: Provider) -> Embeddings:
+        def estimate() -> Usage:
+            return Usage(input_tokens=estimate_tokens(texts))
+
+        def one(model_id: ModelId, provider: Provider) -> Awaitable[Embeddings]:
             request = EmbedRequest(model=model_id.model, texts=list(texts), purpose=purpose)
-            estimate = Usage(input_tokens=estimate_tokens(texts))
-            return await self._metered(
-                model_id, estimate, lambda: provider.embed(request), operation="embeddings"
-            )
+            return self._metered(model_id, estimate, lambda: provider.embed(request), operation="embeddings")
 
         return await self._over_chain(one, self.embedding_chain)
 
@@ -305,13 +313,15 @@ class BoundModel:
         self._check("model")
         msgs = _messages(messages)
 
-        async def one(model_id: ModelId, provider: Provider) -> Scores:
-            request = ScoreRequest(model=model_id.model, messages=msgs, candidates=list(candidates))
-            estimate = Usage(
+        def estimate() -> Usage:
+            return Usage(
                 input_tokens=estimate_tokens([m.content for m in msgs]) * len(candidates),
                 output_tokens=estimate_tokens(candidates),
             )
-            return await self._metered(model_id, estimate, lambda: provider.score(request), operation="score")
+
+        def one(model_id: ModelId, provider: Provider) -> Awaitable[Scores]:
+            request = ScoreRequest(model=model_id.model, messages=msgs, candidates=list(candidates))
+            return self._metered(model_id, estimate, lambda: provider.score(request), operation="score")
 
         return await self._over_chain(one)
 
@@ -370,32 +380,34 @@ class BoundModel:
                     f"{model_id} did not answer within {budget:.3g}s", plugin=self.plugin
                 ) from None
 
-        async def retried() -> T:
+        def retried() -> Awaitable[T]:
             if self.policy.retry is None:
-                return await attempt(1)
-            return await Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
+                return attempt(1)
+            return Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
 
-        if self.policy.breaker is None:
+        policy = self.policy.breaker
+        if policy is None:
             return await retried()
-        breaker = CircuitBreaker(
-            f"breaker:model:{self.plugin}:{model_id.provider}",
-            self.policy.breaker,
-            self.state,
-            self.clock,
-            label=f"{self.plugin} via {model_id.provider}",
-        )
+        key = f"breaker:model:{self.plugin}:{model_id.provider}"
+        label = f"{self.plugin} via {model_id.provider}"
+        if self.breakers is not None:
+            breaker = self.breakers(key, policy, label)
+        else:
+            breaker = CircuitBreaker(key, policy, self.state, self.clock, label=label)
         return await breaker.call(retried)
 
     async def _metered(
         self,
         model_id: ModelId,
-        estimate: Usage,
+        estimate: Callable[[], Usage],
         call: Callable[[], Awaitable[T]],
         *,
         operation: str,
     ) -> T:
+        """One call, its cost reserved from the budget first (from ``estimate()``,
+        worked out only when there is a budget) and settled with what it used."""
         price = self.providers.price(model_id)
-        hold = await self._reserve(price.cost(estimate))
+        hold = None if self.policy.budget is None else await self._reserve(price.cost(estimate()))
         actual = 0.0
         try:
             if self.tracing is None:
@@ -406,13 +418,17 @@ class BoundModel:
                 ) as span:
                     result = await call()
                     _usage_attributes(span, result)
-            usage = getattr(result, "usage", Usage())
-            usage = usage.model_copy(update={"calls": max(1, usage.calls)})
+            usage = getattr(result, "usage", None)
+            if usage is None:
+                usage = Usage(calls=1)
+            elif usage.calls < 1:
+                usage = Usage(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, calls=1)
             actual = price.cost(usage)
             self._account(model_id, usage, price)
             return result
         finally:
-            await self._settle(hold, actual)
+            if hold is not None:
+                await self._settle(hold, actual)
 
     async def _reserve(self, amount: float) -> BudgetHold | None:
         if self.policy.budget is None:

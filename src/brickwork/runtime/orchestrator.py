@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from brickwork.contracts.errors import (
     PluginFailedError,
     RecordFailedError,
 )
+from brickwork.contracts.policy import BreakerPolicy
 from brickwork.contracts.provider import Usage, estimate_tokens
 from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision
 from brickwork.guards.contract import (
@@ -137,6 +138,9 @@ class Orchestrator:
         self.max_call_depth = max_call_depth
         self.rng = rng or random.Random()
         self._bulkheads: dict[str, Bulkhead] = {}
+        #: Circuit breakers by state key: the objects are only handles on the state
+        #: backend's breaker, so one per key serves every request.
+        self._breakers: dict[str, CircuitBreaker] = {}
         #: OpenTelemetry spans; ``None`` (the default) makes no tracing call at all.
         self.tracing = tracing
 
@@ -209,6 +213,14 @@ class Orchestrator:
             self._bulkheads[entry.ref] = bulkhead
         return bulkhead
 
+    def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker:
+        """The circuit breaker kept under ``key`` in the state backend, for ``policy``."""
+        breaker = self._breakers.get(key)
+        if breaker is None or breaker.policy is not policy:
+            breaker = CircuitBreaker(key, policy, self.state, self.clock, label=label)
+            self._breakers[key] = breaker
+        return breaker
+
     async def health(self, entry: PluginEntry) -> PluginHealth:
         snapshot = None
         if entry.policy.breaker is not None:
@@ -225,12 +237,13 @@ class Orchestrator:
 
     # --- the pipeline ----------------------------------------------------------
 
-    async def _handle(self, request: Request, frame: Frame) -> Envelope:
+    def _handle(self, request: Request, frame: Frame) -> Awaitable[Envelope]:
         if self.tracing is None:
-            return await self._handle_traced(request, frame)
-        with self.tracing.request(
-            trace_id=frame.trace_id, tenant=request.tenant, depth=len(frame.stack)
-        ) as span:
+            return self._handle_traced(request, frame)  # no coroutine layer of its own
+        return self._handle_in_span(request, frame, self.tracing)
+
+    async def _handle_in_span(self, request: Request, frame: Frame, tracing: Tracing) -> Envelope:
+        with tracing.request(trace_id=frame.trace_id, tenant=request.tenant, depth=len(frame.stack)) as span:
             envelope = await self._handle_traced(request, frame)
             span.set_attribute("brickwork.plugin.name", envelope.plugin)
             span.set_attribute("brickwork.plugin.version", envelope.version)
@@ -272,7 +285,8 @@ class Orchestrator:
             record.latency_ms = (self.clock.now() - started) * 1000
             await self._record(record)
             raise
-        envelope.latency_ms = record.latency_ms = (self.clock.now() - started) * 1000
+        record.latency_ms = (self.clock.now() - started) * 1000
+        envelope.__dict__["latency_ms"] = record.latency_ms
         await self._record(record)  # 8 record
         return envelope
 
@@ -462,6 +476,7 @@ class Orchestrator:
             deadline=deadline,
             account=account,
             rng=self.rng,
+            breakers=self.breaker,
         )
         ctx = RunContext(
             entry=entry,
@@ -521,9 +536,7 @@ class Orchestrator:
 
         if policy.breaker is None:
             return await invoke()
-        breaker = CircuitBreaker(
-            f"breaker:plugin:{entry.ref}", policy.breaker, self.state, self.clock, label=entry.ref
-        )
+        breaker = self.breaker(f"breaker:plugin:{entry.ref}", policy.breaker, entry.ref)
         return await breaker.call(invoke)
 
     async def _record(self, record: CallRecord) -> None:

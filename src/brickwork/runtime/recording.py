@@ -41,13 +41,16 @@ class CallRecord:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data. Built field by field: ``dataclasses.asdict`` deep-copies
         every value and cost more than writing the record to the audit log."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["models"] = list(self.models)
         data["guard_verdicts"] = [dict(v) for v in self.guard_verdicts]
         data["route"] = self.route.model_dump() if self.route else None
         data["usage"] = self.usage.model_dump()
         data["fallbacks"] = [a.model_dump() for a in self.fallbacks]
         return data
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(CallRecord))
 
 
 class Recorder(Protocol):

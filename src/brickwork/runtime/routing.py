@@ -58,7 +58,7 @@ class Router:
 
     async def route(self, request: Request) -> RouteDecision:
         if request.plugin is not None:
-            PluginRef.parse(request.plugin)
+            PluginRef.parse(request.plugin)  # a bad ref is refused here
             return RouteDecision(method="explicit", ref=request.plugin)
         for rule in self.rules:
             if rule.matches(request.metadata):

@@ -187,6 +187,10 @@ class _KeyStoreBase:
         # raw keys are not kept in a long-lived structure.
         self._cache: dict[str, tuple[ApiKey, float]] = {}
         self._revocations = 0  # counts revoke() calls, to spot one racing a read
+        #: key id → the read of it in flight (and the revocation count when it began):
+        #: when a busy key's cache entry expires, the requests that find it missing
+        #: share one read instead of each asking the store.
+        self._reads: dict[str, tuple[asyncio.Task[_Row | None], int]] = {}
 
     # --- storage, by subclasses -------------------------------------------------
 
@@ -261,8 +265,7 @@ class _KeyStoreBase:
         if cached is not None and now - cached[1] < self.cache_ttl:
             key = cached[0]
         else:
-            revocations = self._revocations
-            row = await self._fetch(key_id)
+            row, revocations = await self._read(key_id)
             expected = row.secret_hash if row is not None else _MISSING_HASH
             matches = hmac.compare_digest(expected, _secret_hash(key_id, secret))
             if row is None or not matches:
@@ -276,6 +279,26 @@ class _KeyStoreBase:
         if key.expired(self.clock.time()):
             raise AuthenticationError("API key expired")
         return key
+
+    async def _read(self, key_id: str) -> tuple[_Row | None, int]:
+        """The stored row of ``key_id``, and the revocation count from before it was read."""
+        loop = asyncio.get_running_loop()
+        shared = self._reads.get(key_id)
+        # (Not a read that began before a revocation: it may miss it.)
+        if shared is None or shared[1] != self._revocations or shared[0].get_loop() is not loop:
+            task = loop.create_task(self._fetch(key_id))
+            shared = (task, self._revocations)
+            self._reads[key_id] = shared
+
+            def forget(done: asyncio.Task[_Row | None], key_id: str = key_id) -> None:
+                if self._reads.get(key_id, (None,))[0] is done:
+                    del self._reads[key_id]
+
+            task.add_done_callback(forget)
+        task, revocations = shared
+        # Shielded: one caller giving up (a client hanging up) must not cancel the
+        # read the others wait for.
+        return await asyncio.shield(task), revocations
 
     async def list(self) -> builtins.list[ApiKey]:
         return await self._fetch_all()
