@@ -20,12 +20,20 @@ import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 from test_audit import call, independent_check
 
 from brickwork.contracts.errors import StorageError
-from brickwork.storage import SQLiteAuditLog
+from brickwork.runtime.recording import CallRecord
+from brickwork.storage import SQLiteAuditLog, _audit_chain
+
+
+def _unchecked(record: CallRecord, future: asyncio.Future[int] | None) -> _audit_chain._Pending:
+    """A pending record built without the checks of ``_pending`` (to reach the table)."""
+    fields = (record.time, record.trace_id, record.tenant, record.plugin, record.version, record.outcome)
+    return _audit_chain._Pending(_audit_chain.record_json(record), fields, future)
 
 
 @pytest.fixture
@@ -185,20 +193,44 @@ async def test_close_writes_records_waiting_behind_a_lock(
         await fresh.aclose()
 
 
-async def test_a_failed_batch_fails_its_callers_and_the_log_goes_on(log: SQLiteAuditLog) -> None:
-    batches = log.batches
+async def test_a_record_the_table_would_refuse_is_refused_alone_and_the_log_goes_on(
+    log: SQLiteAuditLog,
+) -> None:
     results = await asyncio.gather(
         log.append(call(1)),
-        log.append(call(2, tenant=None)),  # the NOT NULL column refuses it: the batch rolls back
+        log.append(call(2, tenant=None)),  # the NOT NULL column would refuse it: refused at once
         log.append(call(3)),
         return_exceptions=True,
     )
-    assert all(isinstance(result, StorageError) for result in results), results
-    assert log.batches == batches
-    assert await log.append(call(4)) == 2  # no gap: nothing of the failed batch stayed
+    assert results[0] == 2, results
+    assert results[2] == 3, results
+    assert isinstance(results[1], StorageError), results
+    with pytest.raises(StorageError, match="tenant"):
+        await log.record(call(5, tenant=None))
+    assert await log.append(call(4)) == 4  # no gap
     report = await log.verify()
     assert report.ok, report
-    assert await trace_ids(log) == ["trace-0", "trace-4"]
+    assert await trace_ids(log) == ["trace-0", "trace-1", "trace-3", "trace-4"]
+
+
+async def test_a_failed_batch_fails_its_callers_and_the_log_goes_on(path: Path) -> None:
+    # Without a spool, a batch the database refuses fails every caller in it.
+    log = SQLiteAuditLog(path, spool=False)
+    try:
+        assert await log.append(call(0)) == 1
+        broken = call(2)
+        broken.trace_id = None  # type: ignore[assignment]  # past the check, to the NOT NULL column
+        batches = log.batches
+        with patch("brickwork.storage._audit_chain._pending", _unchecked):
+            results = await asyncio.gather(
+                log.append(call(1)), log.append(broken), log.append(call(3)), return_exceptions=True
+            )
+        assert all(isinstance(result, StorageError) for result in results), results
+        assert log.batches == batches
+        assert await log.append(call(4)) == 2  # no gap: nothing of the failed batch stayed
+        assert (await log.verify()).ok
+    finally:
+        await log.aclose()
 
 
 async def test_a_cancelled_caller_s_record_is_written_once(log: SQLiteAuditLog) -> None:

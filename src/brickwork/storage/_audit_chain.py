@@ -12,6 +12,7 @@ from typing import Any, Protocol, TextIO, TypeVar
 
 from brickwork.contracts.errors import StorageError
 from brickwork.runtime.recording import CallRecord
+from brickwork.storage._audit_json import canonical_json, record_json
 from brickwork.storage.migrations import Dialect
 
 __all__ = ["GENESIS_HASH", "MIGRATIONS", "AuditLog", "VerifyReport", "canonical_json", "chain_hash"]
@@ -26,15 +27,6 @@ _FIELDS = ("time", "trace_id", "tenant", "plugin", "version", "outcome")
 _ALL = ("seq", *_FIELDS, "body", "prev_hash", "hash")
 _READ_CHUNK = 2_000
 _MIN_SEQ = -(2**63)
-
-
-#: One encoder for every record: ``json.dumps`` with options builds a new one each call.
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON spelling of a value that the chain hashes."""
-    return _ENCODER.encode(value)
 
 
 def chain_hash(prev_hash: str, seq: int, body: str) -> str:
@@ -85,7 +77,11 @@ class AuditLog(Protocol):
 class _Pending:
     body: str
     fields: tuple[Any, ...]
-    future: asyncio.Future[int]
+    #: Resolved with the row's ``seq`` once committed; ``None`` when nobody asks
+    #: (a record already made durable in a spool, see ``_audit_spool``).
+    future: asyncio.Future[int] | None
+    #: Where the record's line in the spool ends (0: not spooled).
+    end: int = 0
 
 
 _Row = tuple[Any, ...]  # in the order of _ALL
@@ -111,7 +107,14 @@ def m001_initial(dialect: Dialect) -> list[str]:
     ]
 
 
-MIGRATIONS = [m001_initial]
+def m002_spool(dialect: Dialect) -> list[str]:
+    """SQLite's spools (``_audit_spool``): how much of each one is in the log."""
+    if dialect != "sqlite":
+        return []
+    return ["CREATE TABLE audit_spool (name TEXT PRIMARY KEY, ingested INTEGER NOT NULL)"]
+
+
+MIGRATIONS = [m001_initial, m002_spool]
 
 
 def _chain(head: tuple[int, str] | None, batch: Sequence[_Pending]) -> list[_Row]:
@@ -165,15 +168,9 @@ class _GroupCommitLog:
         """:meth:`record`, returning the row's sequence number."""
         if self._closed:
             raise StorageError("the audit log is closed")
-        try:
-            data = record.to_dict()
-            body = canonical_json(data)
-        except (TypeError, ValueError) as exc:
-            raise StorageError(f"call record {record.trace_id} is not JSON-serialisable: {exc}") from exc
-        fields = tuple(data[name] for name in _FIELDS)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self._submit(_Pending(body, fields, future), loop)
+        self._submit(_pending(record, future), loop)
         return await future
 
     def _submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
@@ -219,7 +216,7 @@ class _GroupCommitLog:
             # written may still commit: its callers get an error, never a false "ok".)
             left, self._pending, self._inflight = [*self._inflight, *self._pending], [], []
             for item in left:
-                if not item.future.done():
+                if item.future is not None and not item.future.done():
                     item.future.set_exception(StorageError("the audit writer stopped"))
 
     def _settle(self, batch: Sequence[_Pending], rows: Sequence[_Row]) -> None:
@@ -228,6 +225,7 @@ class _GroupCommitLog:
         self.written += len(rows)
         for item, row in zip(batch, rows, strict=True):
             if _waiting(item):
+                assert item.future is not None
                 item.future.set_result(row[0])
 
     async def aclose(self) -> None:
@@ -278,17 +276,45 @@ class _GroupCommitLog:
             after = rows[-1][0]
 
 
+def _pending(record: CallRecord, future: asyncio.Future[int] | None) -> _Pending:
+    """A record to append: its canonical JSON and its queryable columns."""
+    try:
+        body = record_json(record)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"call record {record.trace_id} is not JSON-serialisable: {exc}") from exc
+    fields = (record.time, record.trace_id, record.tenant, record.plugin, record.version, record.outcome)
+    # What the table would refuse is refused here, before the record is taken: once
+    # taken (a spooled record's caller is answered), only the database being
+    # unavailable may keep it out, and that passes.
+    time, trace_id, tenant, plugin, version, outcome = fields
+    if not isinstance(time, int | float) or isinstance(time, bool):
+        raise StorageError(f"call record {trace_id!r} has no time")
+    for name, value, required in (
+        ("trace_id", trace_id, True),
+        ("tenant", tenant, True),
+        ("outcome", outcome, True),
+        ("plugin", plugin, False),
+        ("version", version, False),
+    ):
+        if not (isinstance(value, str) or (value is None and not required)):
+            kind = type(value).__name__
+            raise StorageError(f"call record {trace_id!r}: {name} must be a string, not {kind}")
+    return _Pending(body, fields, future)
+
+
 def _fail(batch: Sequence[_Pending], exc: BaseException) -> None:
     """Fail every caller of a batch that was not committed, with a :class:`StorageError`."""
     error = exc if isinstance(exc, StorageError) else StorageError(f"audit log: {exc!r}")
     for item in batch:
         if _waiting(item):
+            assert item.future is not None
             item.future.set_exception(error)
 
 
 def _waiting(item: _Pending) -> bool:
     """Whether the caller still waits (it may have been cancelled, or its loop closed)."""
-    return not item.future.done() and not item.future.get_loop().is_closed()
+    future = item.future
+    return future is not None and not future.done() and not future.get_loop().is_closed()
 
 
 def _check_row(row: _Row, expected: int, prev: str) -> str | None:

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TextIO, TypeVar
 
 from brickwork.contracts.errors import ConfigurationError, StorageError
+from brickwork.runtime.recording import CallRecord
 from brickwork.storage._audit_chain import (
     _ALL,
     MIGRATIONS,
+    VerifyReport,
     _chain,
     _fail,
     _GroupCommitLog,
     _Pending,
+    _pending,
     _Row,
 )
+from brickwork.storage._audit_spool import Spool, SpoolMark, recover_spools
 from brickwork.storage._sqlite import connect
 
 __all__ = ["SQLiteAuditLog"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -50,8 +57,18 @@ _PAGES_PER_COMMIT = 4
 _ROW_BYTES = 250
 _BYTES_PER_PAGE = 2_048
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (the low byte of extended codes)
+#: Spooled records wait this long for more to share their transaction, unless this
+#: many are waiting already, or someone waits for a sequence number (``append``).
+_INGEST_DELAY = 0.005
+_INGEST_BATCH = 512
+#: A batch the database refused is tried again after this long (it is in the spool).
+_RETRY_DELAY = 1.0
+#: Records spooled but not yet in the database beyond which new ones are refused
+#: (the database has been failing for a while: no answers without a record).
+_MAX_BACKLOG = 100_000
 _INSERT = f"INSERT INTO audit_log ({', '.join(_ALL)}) VALUES ({', '.join('?' * len(_ALL))})"
 _HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_MARK = "UPDATE audit_spool SET ingested = ? WHERE name = ?"
 
 
 class _Busy(Exception):
@@ -61,12 +78,16 @@ class _Busy(Exception):
 class SQLiteAuditLog(_GroupCommitLog):
     """The audit log in a SQLite file, in WAL mode.
 
-    ``durability="process"`` (the default) commits with ``synchronous=NORMAL``: a
-    record whose ``record()`` returned survives a crash or ``kill -9`` of the server
-    process, which is the promise the gateway makes, without an fsync per commit.
-    Such a commit is only a write into the OS's page cache, so it is made on the
-    event loop's thread, without a hop to a thread and back (see the module
-    docstring). ``durability="power"`` uses ``synchronous=FULL``: it also survives
+    ``durability="process"`` (the default): a record whose ``record()`` returned
+    survives a crash or ``kill -9`` of the server process, which is the promise the
+    gateway makes, without an fsync: ``record()`` returns once the record's line is
+    in this process's spool (one ``write()`` per loop iteration, see
+    :mod:`brickwork.storage._audit_spool`), and the records are committed a few
+    milliseconds later, many per transaction, with ``synchronous=NORMAL``. Such a
+    commit is only a write into the OS's page cache, so it is made on the event
+    loop's thread, without a hop to a thread and back (see the module docstring).
+    ``spool=False`` commits before ``record()`` returns instead.
+    ``durability="power"`` uses ``synchronous=FULL``: it also survives
     a power cut or kernel crash, at about a millisecond of fsync per commit (group
     commit shares it between concurrent requests); those commits are made from a
     thread. ``thread_writes=True`` makes every commit from a thread in "process"
@@ -82,6 +103,7 @@ class SQLiteAuditLog(_GroupCommitLog):
         max_batch: int = 5_000,
         durability: Literal["process", "power"] = "process",
         thread_writes: bool = False,
+        spool: bool = True,
     ) -> None:
         super().__init__(max_batch=max_batch)
         self.durability = durability
@@ -90,6 +112,8 @@ class SQLiteAuditLog(_GroupCommitLog):
             raise ConfigurationError("the audit log must be a file: an in-memory one would lose records")
         #: Commit on the event loop's thread (see the class docstring).
         self.on_loop = durability == "process" and not thread_writes
+        #: A record is durable once in this process's spool (``_audit_spool``).
+        self.spooled = self.on_loop and spool
         #: WAL checkpoints run (to see that the WAL is kept short), and of them the
         #: truncating ones (passive ones falling behind several processes' writes).
         self.checkpoints = 0
@@ -111,6 +135,15 @@ class SQLiteAuditLog(_GroupCommitLog):
         #: After a checkpoint SQLite may restart the WAL on the next commit, which
         #: fsyncs the WAL's new header: let a thread make that commit.
         self._restart_in_thread = False
+        # The spool (only touched on the loop's thread, but for opening):
+        self._spool: Spool | None = None
+        self._spooling: list[_Pending] = []  # to write to the spool
+        self._spool_waiter: asyncio.Future[None] | None = None  # their callers wait on it
+        self._spool_handle: asyncio.Handle | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._flush_soon = False  # the flush scheduled is call_soon's, not a delay's
+        self._ingest_error: BaseException | None = None
+        self._recovered = False
 
     def _connect(self) -> sqlite3.Connection:
         sync: Literal["FULL", "NORMAL"] = "FULL" if self.durability == "power" else "NORMAL"
@@ -130,40 +163,187 @@ class SQLiteAuditLog(_GroupCommitLog):
     def _write_sync(self, batch: Sequence[_Pending], checkpoint_first: bool = False) -> list[_Row]:
         # The lock matters only when an abandoned thread (its loop gone) still writes.
         with self._write_lock:
-            if self._write_conn is None:
-                self._write_conn = self._connect()
-            if self.on_loop and self._loop_conn is None:
-                # Opened here, where waiting on a lock or the disk is fine.
-                conn = self._connect()
-                try:
-                    conn.execute("PRAGMA busy_timeout=0")
-                    conn.execute("PRAGMA wal_autocheckpoint=0")
-                except BaseException:
-                    conn.close()
-                    raise
-                self._loop_conn = conn
+            self._open_sync()
+            assert self._write_conn is not None
             if checkpoint_first:
                 with contextlib.suppress(sqlite3.Error):  # a checkpoint is only housekeeping
                     self._checkpoint_sync()
-            return _insert(self._write_conn, batch)
+            return _insert(self._write_conn, batch, mark=self._mark(batch))
+
+    def _open_sync(self) -> None:
+        """Open the connections (and take over dead processes' spools) if not yet done."""
+        if self._write_conn is None:
+            self._write_conn = self._connect()
+        if not self._recovered:
+            recover_spools(self._write_conn, self.path, lambda c, b, m: _insert(c, b, mark=m))
+            self._recovered = True
+        if self.on_loop and self._loop_conn is None:
+            # Opened here, where waiting on a lock or the disk is fine.
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA busy_timeout=0")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+            except BaseException:
+                conn.close()
+                raise
+            self._loop_conn = conn
+        if self.spooled and self._spool is None:
+            spool = Spool(self.path)
+            spool.open(self._write_conn)
+            self._spool = spool
+
+    def _mark(self, batch: Sequence[_Pending]) -> SpoolMark | None:
+        """What the spool's row says once ``batch`` (spooled records, in order) is in."""
+        spool = self._spool
+        if spool is None or not batch or not batch[-1].end:
+            return None
+        return SpoolMark(spool.name, batch[-1].end)
 
     # --- the loop path: "process" -----------------------------------------------------
+
+    async def record(self, record: CallRecord) -> None:
+        """Append ``record``; return once it is durable (spooled, or committed)."""
+        if not self.spooled:
+            await self.append(record)
+            return
+        if self._closed:
+            raise StorageError("the audit log is closed")
+        if len(self._pending) > _MAX_BACKLOG:
+            raise StorageError(
+                f"audit log {self.path}: {len(self._pending)} records wait for the database "
+                f"({self._ingest_error!r}); refusing more"
+            )
+        loop = asyncio.get_running_loop()
+        await self._spool_submit(_pending(record, None), loop)
 
     def _submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
         if not self.on_loop:
             super()._submit(item, loop)
             return
-        if self._loop is not loop:
-            old = self._loop
-            if old is not None and not old.is_closed() and (self._handoff is not None or self._pending):
-                raise StorageError("the audit log is in use by another event loop")
-            # Records left by a closed loop (their callers are gone) go with the next batch.
-            self._loop, self._flush_handle, self._handoff, self._ckpt_task = loop, None, None, None
+        if self.spooled:
+            # ``append``: through the spool too (one order for all), committed at once.
+            self._spool_submit(item, loop)
+            return
+        self._adopt(loop)
         self._pending.append(item)
         if self._flush_handle is None and self._handoff is None:
             # Records appended until this runs (the rest of this loop iteration)
             # share its transaction.
             self._flush_handle = loop.call_soon(self._flush)
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is loop:
+            return
+        old = self._loop
+        if old is not None and not old.is_closed() and (self._handoff is not None or self._pending):
+            raise StorageError("the audit log is in use by another event loop")
+        # Records left by a closed loop (their callers are gone) go with the next batch.
+        self._loop, self._flush_handle, self._handoff, self._ckpt_task = loop, None, None, None
+        self._spool_handle = self._opening = self._spool_waiter = None
+
+    # --- the spool: "process" durability on the loop ------------------------------------
+
+    def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Queue ``item`` for the spool; the future is done once it is written there."""
+        self._adopt(loop)
+        self._spooling.append(item)
+        waiter = self._spool_waiter
+        if waiter is None:
+            waiter = self._spool_waiter = loop.create_future()
+        if self._spool_handle is None and self._opening is None:
+            # Records queued until this runs (the rest of this loop iteration) share one write.
+            self._spool_handle = loop.call_soon(self._spool_flush)
+        return waiter
+
+    def _spool_flush(self) -> None:
+        """Write the queued records to the spool in one ``write()``; wake their callers."""
+        self._spool_handle = None
+        loop = self._loop
+        assert loop is not None
+        spool = self._spool
+        if spool is None or not spool.is_open:
+            if self._opening is None:  # the first write opens the database, from a thread
+                self._opening = loop.create_task(self._open_spool(), name="brickwork-audit-open")
+            return
+        batch, self._spooling = self._spooling, []
+        waiter, self._spool_waiter = self._spool_waiter, None
+        if batch:
+            try:
+                end = spool.write(("\n".join(item.body for item in batch) + "\n").encode())
+            except OSError as exc:
+                self._spool_broken(spool)
+                error = StorageError(f"audit log spool {spool.path}: {exc}")
+                _fail(batch, error)
+                if waiter is not None and not waiter.done():
+                    waiter.set_exception(error)
+                return
+            for item in batch:
+                item.end = end
+            self._pending.extend(batch)
+            self._schedule_ingest(urgent=any(item.future is not None for item in batch))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _spool_broken(self, spool: Spool) -> None:
+        """After a failed write: cut the file back to its last whole line, or start another."""
+        try:
+            os.ftruncate(spool.fileno(), spool.size)
+        except OSError:
+            spool.close()  # kept: what is in it is recovered by whoever opens the log next
+            self._spool = None
+
+    async def _open_spool(self) -> None:
+        try:
+            await self._thread(self._open_locked)
+        except BaseException as exc:
+            self._opening = None
+            batch, self._spooling = self._spooling, []
+            waiter, self._spool_waiter = self._spool_waiter, None
+            error = exc if isinstance(exc, StorageError) else StorageError(f"audit log: {exc!r}")
+            _fail(batch, error)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._opening = None
+        if self._spooling:
+            self._spool_flush()
+
+    def _open_locked(self) -> None:
+        with self._write_lock:
+            self._open_sync()
+
+    def _schedule_ingest(self, *, urgent: bool) -> None:
+        """Commit the spooled records soon: at once if asked or many, else after a moment."""
+        loop = self._loop
+        if loop is None or self._handoff is not None:
+            return  # the thread's batch first; it calls back when done
+        handle = self._flush_handle
+        if urgent or len(self._pending) >= _INGEST_BATCH:
+            if handle is not None and not self._flush_soon:
+                handle.cancel()
+                handle = None
+            if handle is None:
+                self._flush_handle, self._flush_soon = loop.call_soon(self._flush), True
+        elif handle is None:
+            self._flush_handle = loop.call_later(_INGEST_DELAY, self._flush)
+            self._flush_soon = False
+
+    def _refused(self, batch: list[_Pending], exc: BaseException) -> None:
+        """A batch the database did not take: spooled records wait and are tried again
+        (they are durable already); others fail their callers."""
+        if not self.spooled:
+            _fail(batch, exc)
+            return
+        self._ingest_error = exc
+        self._pending[:0] = batch
+        log.error(
+            "audit log %s: could not commit %d records (kept, tried again): %r", self.path, len(batch), exc
+        )
+        if self._loop is not None and self._flush_handle is None:
+            self._flush_handle = self._loop.call_later(_RETRY_DELAY, self._flush)
+            self._flush_soon = False
 
     def _flush(self) -> None:
         """Commit what is pending in one transaction, on the loop, unless it would wait."""
@@ -174,24 +354,25 @@ class SQLiteAuditLog(_GroupCommitLog):
         batch = self._pending[: self.max_batch]
         del self._pending[: len(batch)]
         if self._pending:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
         conn = self._loop_conn
         if conn is None or self._restart_in_thread:
             self._hand_off(batch, checkpoint_first=self._restart_in_thread)
             return
         try:
-            rows = _insert(conn, batch, wait=False)
+            rows = _insert(conn, batch, wait=False, mark=self._mark(batch))
         except _Busy:
             self._hand_off(batch)
             return
         except (sqlite3.Error, OSError) as exc:
             self._drop_stuck(conn)
-            _fail(batch, StorageError(f"audit log {self.path}: {exc}"))
+            self._refused(batch, StorageError(f"audit log {self.path}: {exc}"))
             return
         except Exception as exc:
             self._drop_stuck(conn)
-            _fail(batch, exc)
+            self._refused(batch, exc)
             return
+        self._ingest_error = None
         self._settle(batch, rows)
         size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
         self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
@@ -223,12 +404,15 @@ class SQLiteAuditLog(_GroupCommitLog):
             _fail(left, StorageError("the audit writer stopped"))
             raise
         except Exception as exc:
-            _fail(batch, exc)
+            self._handoff = None
+            self._refused(batch, exc)
+            return
         else:
+            self._ingest_error = None
             self._settle(batch, rows)
         self._handoff = None
         if self._pending and self._flush_handle is None and self._loop is not None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+            self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
 
     # --- checkpoints -----------------------------------------------------------------
 
@@ -285,23 +469,78 @@ class SQLiteAuditLog(_GroupCommitLog):
             return
         self._closed = True
         if self._loop is asyncio.get_running_loop():
-            while self._pending or self._handoff is not None:
-                if self._handoff is not None:
-                    await asyncio.wait([self._handoff])
-                    continue
-                if self._flush_handle is not None:
-                    self._flush_handle.cancel()
-                self._flush()
+            try:
+                await self._drain()
+            except StorageError:
+                # Still in the spool, which is kept: whoever opens the log next moves them.
+                log.exception(
+                    "audit log %s: closed with %d records not committed", self.path, len(self._pending)
+                )
+                left, self._pending = self._pending, []
+                _fail(left, StorageError("the audit log closed before these records were committed"))
             if self._ckpt_task is not None:
                 await asyncio.wait([self._ckpt_task])
         else:
             # Its loop is gone: nothing can wait for these records any more.
-            left, self._pending = self._pending, []
+            left, self._pending = [*self._spooling, *self._pending], []
+            self._spooling = []
             _fail(left, StorageError("the audit log was closed from another event loop"))
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            if self._pending or self._spooling or self._write_conn is None:
+                spool.close()
+            else:
+                await self._thread(lambda: self._remove_spool(spool))
         if self._loop_conn is not None:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await asyncio.to_thread(self._checkpoint_sync)
         await self._close()
+
+    def _remove_spool(self, spool: Spool) -> None:
+        with self._write_lock:
+            assert self._write_conn is not None
+            spool.remove(self._write_conn)
+
+    async def _drain(self) -> None:
+        """Write and commit everything queued and spooled now (raise if the database refuses)."""
+        if not self.on_loop or self._loop is not asyncio.get_running_loop():
+            return
+        while self._spooling or self._opening is not None or self._pending or self._handoff is not None:
+            if self._opening is not None:
+                await asyncio.wait([self._opening])
+            elif self._spooling:
+                if self._spool_handle is not None:
+                    self._spool_handle.cancel()
+                self._spool_flush()
+                if self._spooling and self._opening is None:  # the spool could not be opened
+                    raise StorageError(f"audit log {self.path}: could not open the spool")
+            elif self._handoff is not None:
+                await asyncio.wait([self._handoff])
+            else:
+                if self._flush_handle is not None:
+                    self._flush_handle.cancel()
+                self._flush_handle = None
+                self._ingest_error = None
+                self._flush()
+                if self._ingest_error is not None:
+                    if self._flush_handle is not None:
+                        self._flush_handle.cancel()
+                        self._flush_handle = None
+                    raise StorageError(f"audit log {self.path}: {self._ingest_error}")
+
+    async def verify(self) -> VerifyReport:
+        await self._settle_spools()
+        return await super().verify()
+
+    async def export(self, out: TextIO, since_seq: int = 0) -> int:
+        await self._settle_spools()
+        return await super().export(out, since_seq)
+
+    async def _settle_spools(self) -> None:
+        """Before reading: this process's records committed, dead processes' spools taken over."""
+        await self._drain()
+        if not self._recovered:
+            await self._thread(self._open_locked)
 
     # --- reading and closing -------------------------------------------------------
 
@@ -329,8 +568,11 @@ class SQLiteAuditLog(_GroupCommitLog):
         await asyncio.to_thread(close)
 
 
-def _insert(conn: sqlite3.Connection, batch: Sequence[_Pending], *, wait: bool = True) -> list[_Row]:
-    """Append ``batch`` in one transaction after the stored head.
+def _insert(
+    conn: sqlite3.Connection, batch: Sequence[_Pending], *, wait: bool = True, mark: SpoolMark | None = None
+) -> list[_Row]:
+    """Append ``batch`` in one transaction after the stored head (and, with ``mark``,
+    record in the same transaction how much of that spool is in the log now).
 
     With ``wait=False`` (the loop's connection, whose busy timeout is zero) a
     database locked by another connection raises :class:`_Busy`, with nothing written.
@@ -345,6 +587,8 @@ def _insert(conn: sqlite3.Connection, batch: Sequence[_Pending], *, wait: bool =
         # The head is read under the write lock: other processes may append too.
         rows = _chain(conn.execute(_HEAD).fetchone(), batch)
         conn.executemany(_INSERT, rows)
+        if mark is not None:
+            conn.execute(_MARK, (mark.ingested, mark.name))
         conn.execute("COMMIT")
     except BaseException as exc:
         with contextlib.suppress(sqlite3.Error):

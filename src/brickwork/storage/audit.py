@@ -15,10 +15,11 @@ ensure_ascii=False)``. An exported line is itself canonical JSON,
 check a chain from an export with nothing but SHA-256.
 
 **Durability.** The logs are *required* recorders: :meth:`record` returns only
-after the row is committed (SQLite in WAL mode, ``synchronous`` NORMAL or FULL by
-the ``durability`` asked for;
-a PostgreSQL commit), so an answer whose record was not written is never
-given, also if the server process dies a moment later.
+once the record is durable (a PostgreSQL commit; for SQLite, a commit in WAL
+mode with ``synchronous`` FULL for ``durability="power"``, or, for the default
+``durability="process"``, its line written to the process's spool, see below), so
+an answer whose record was not kept is never given, also if the server process
+dies a moment later.
 
 **Group commit.** Records are not written one transaction each: every record
 waiting at that moment is written in one transaction, then each caller is woken.
@@ -30,11 +31,20 @@ continues from the last committed row.
 **Who writes.** PostgreSQL: a writer task, with the async driver. SQLite with
 ``durability="power"``: a writer task hands each batch to a thread, because the
 commit's fsync must not stall the event loop. SQLite with the default
-``durability="process"``: a commit is only a write into the OS's page cache, far
-cheaper than the hop to a thread and back, so it is made *on the event loop's
-thread*: the first record waiting schedules a flush with ``loop.call_soon``, and
-the flush commits all records appended until it runs (the rest of that loop
-iteration) in one transaction. The loop never waits on a lock or the disk:
+``durability="process"`` only has to survive a crash of the server process, and a
+``write()`` into a file does that as well as a commit does. So a record is first
+*spooled*: the records of one loop iteration are appended, one canonical-JSON
+line each, to this process's spool file (``<database>-spool-<pid>-<random>``) in
+one ``write()``, and their callers are answered. A few milliseconds later (at
+once for :meth:`append`, which returns the sequence number) the spooled records
+are committed to the chain, many per transaction; the transaction also records
+how much of the spool is in, so a record is never chained twice. A process that
+dies leaves its spool behind (its ``flock`` on it goes with it); the next
+process to open the log (a restarted server, ``brickwork audit verify``) chains
+what it holds and deletes it. See :mod:`brickwork.storage._audit_spool`. The
+commits themselves are made *on the event loop's thread* (a commit is only a
+write into the OS's page cache, far cheaper than the hop to a thread and back).
+The loop never waits on a lock or the disk:
 
 * its connection has a zero busy timeout: when another connection or process
   holds the write lock, that batch goes to a thread that waits for it as usual
@@ -49,7 +59,12 @@ iteration) in one transaction. The loop never waits on a lock or the disk:
 process's checkpoint, a loop commit may be the one to restart the WAL, and
 fsync its header, about once per checkpoint.)
 
-:meth:`aclose` commits every pending record, then checkpoints.
+:meth:`aclose` commits every pending record (and removes the spool), then
+checkpoints. :meth:`verify` and :meth:`export` first commit this process's
+spooled records, so they see everything recorded so far (another live process's
+records show once it commits them, a few milliseconds after it recorded them).
+``SQLiteAuditLog(..., spool=False)`` commits before answering instead (the way
+before the spool; about three times the CPU and latency per record).
 
 **What the chain proves.** :meth:`verify` finds an edited, deleted or reordered
 row, or an inserted one. It cannot see rows cut from the *end*, nor a chain

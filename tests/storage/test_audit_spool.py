@@ -1,0 +1,220 @@
+"""The SQLite audit log's spool: durable after one write, in the chain soon after,
+taken over from a dead process, never lost and never written twice."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_audit import call, independent_check
+
+from brickwork.storage import SQLiteAuditLog
+from brickwork.storage import _audit_sqlite as audit_sqlite
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "audit.db"
+
+
+def spool_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}-spool-*"))
+
+
+def spool_rows(path: Path) -> list[tuple[str, int]]:
+    conn = sqlite3.connect(path)
+    try:
+        return [(str(name), int(n)) for name, n in conn.execute("SELECT name, ingested FROM audit_spool")]
+    finally:
+        conn.close()
+
+
+async def exported(log: SQLiteAuditLog) -> list[str]:
+    out = io.StringIO()
+    await log.export(out)
+    lines = out.getvalue().splitlines()
+    independent_check(lines)
+    return [json.loads(line)["record"]["trace_id"] for line in lines]
+
+
+async def test_a_record_is_durable_in_the_spool_before_it_is_in_the_chain(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_sqlite, "_INGEST_DELAY", 3600.0)  # only a drain commits
+    log = SQLiteAuditLog(path)
+    try:
+        await log.record(call(1))
+        await asyncio.gather(*(log.record(call(i)) for i in range(2, 6)))
+        [spool] = spool_files(path)
+        lines = spool.read_bytes().splitlines()
+        assert [json.loads(line)["trace_id"] for line in lines] == [f"trace-{i}" for i in range(1, 6)]
+        assert log.written == 0  # nothing committed yet
+        assert await exported(log) == [f"trace-{i}" for i in range(1, 6)]  # reading drains first
+        assert spool_rows(path) == [(spool.name, len(b"".join(line + b"\n" for line in lines)))]
+    finally:
+        await log.aclose()
+    assert spool_files(path) == []
+    assert spool_rows(path) == []
+
+
+async def test_spooled_records_are_committed_soon_many_to_a_transaction(path: Path) -> None:
+    log = SQLiteAuditLog(path)
+    try:
+        for _ in range(5):
+            await asyncio.gather(*(log.record(call(i)) for i in range(40)))
+        for _ in range(100):
+            if log.written == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert log.written == 200
+        assert log.batches < 20  # one ingestion per few milliseconds, not one per loop iteration
+    finally:
+        await log.aclose()
+
+
+CRASHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from brickwork.storage import _audit_sqlite
+    from brickwork.storage import SQLiteAuditLog
+    from brickwork.runtime.recording import CallRecord
+
+    _audit_sqlite._INGEST_DELAY = float(sys.argv[2])
+
+    async def main() -> None:
+        log = SQLiteAuditLog(sys.argv[1])
+
+        async def writer(w: int) -> None:
+            i = 0
+            while True:
+                trace = f"w{w}-{i}"
+                await log.record(CallRecord(trace_id=trace, tenant="acme", time=1.0, depth=0))
+                sys.stdout.write(trace + "\\n")
+                sys.stdout.flush()
+                i += 1
+
+        await asyncio.gather(*(writer(w) for w in range(8)))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("delay", ["3600", "0.002"], ids=["nothing-committed", "some-committed"])
+async def test_a_dead_process_s_spool_is_taken_over_without_loss_or_duplicates(
+    path: Path, tmp_path: Path, delay: str
+) -> None:
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(path), delay, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    acknowledged: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(acknowledged) < 300:
+                line = await proc.stdout.readline()
+                if not line:
+                    pytest.fail(f"the writer died early: {(await proc.stderr.read()).decode()}")
+                acknowledged.append(line.decode().strip())
+        proc.send_signal(signal.SIGKILL)
+        acknowledged.extend((await proc.stdout.read()).decode().split())
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert len(spool_files(path)) == 1  # left behind by the dead process
+
+    after = SQLiteAuditLog(path)
+    try:
+        report = await after.verify()  # opening for reading takes the spool over
+        assert report.ok, report
+        recorded = await exported(after)
+        assert set(acknowledged) <= set(recorded)
+        assert len(recorded) == len(set(recorded))  # nothing twice
+        await after.record(call(0))  # and the chain goes on
+        assert (await after.verify()).count == len(recorded) + 1
+    finally:
+        await after.aclose()
+    assert spool_files(path) == []
+    assert spool_rows(path) == []
+
+
+async def test_a_live_process_s_spool_is_left_to_it(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audit_sqlite, "_INGEST_DELAY", 3600.0)
+    first = SQLiteAuditLog(path)
+    second = SQLiteAuditLog(path)  # another opener of the same file (here, in-process)
+    try:
+        await asyncio.gather(*(first.record(call(i)) for i in range(1, 4)))
+        await second.record(call(4))
+        assert len(spool_files(path)) == 2
+        assert await exported(second) == ["trace-4"]  # first's spool is alive: not taken
+        assert len(spool_files(path)) == 2
+    finally:
+        await first.aclose()  # commits its own records and removes its spool
+        await second.aclose()
+    fresh = SQLiteAuditLog(path)
+    try:
+        assert sorted(await exported(fresh)) == ["trace-1", "trace-2", "trace-3", "trace-4"]
+    finally:
+        await fresh.aclose()
+    assert spool_files(path) == []
+
+
+async def test_a_spool_taken_over_resumes_after_its_mark_and_skips_an_unfinished_line(path: Path) -> None:
+    log = SQLiteAuditLog(path)
+    await log.record(call(0))
+    await log.aclose()
+    lines = [audit_sqlite._pending(call(i), None).body.encode() + b"\n" for i in (1, 2, 3)]
+    name = f"{path.name}-spool-1-dead"
+    (path.parent / name).write_bytes(b"".join(lines) + b'{"cut short')
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO audit_spool (name, ingested) VALUES (?, ?)", (name, len(lines[0])))
+    conn.close()
+
+    after = SQLiteAuditLog(path)
+    try:
+        assert await exported(after) == ["trace-0", "trace-2", "trace-3"]  # trace-1 was in already
+    finally:
+        await after.aclose()
+    assert spool_files(path) == []
+
+
+async def test_while_the_database_refuses_spooled_records_wait_and_go_in_later(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_sqlite, "_RETRY_DELAY", 0.01)
+    log = SQLiteAuditLog(path)
+    try:
+        await log.record(call(0))
+        await log.append(call(1))  # opened and committed
+        real = audit_sqlite._insert
+        failures = 3
+
+        def flaky(*args: object, **kwargs: object) -> list[tuple[object, ...]]:
+            nonlocal failures
+            if failures:
+                failures -= 1
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(audit_sqlite, "_insert", flaky)
+        await asyncio.gather(*(log.record(call(i)) for i in range(2, 12)))  # answered: durable
+        seq = await log.append(call(12))  # waits for the database to take it
+        assert failures == 0
+        assert seq == 13
+        assert await exported(log) == [f"trace-{i}" for i in range(13)]
+    finally:
+        await log.aclose()
