@@ -17,6 +17,7 @@ import pytest
 from test_audit import call, independent_check
 
 from brickwork.storage import SQLiteAuditLog
+from brickwork.storage import _audit_spool as audit_spool
 from brickwork.storage import _audit_sqlite as audit_sqlite
 
 
@@ -54,7 +55,8 @@ async def test_a_record_is_durable_in_the_spool_before_it_is_in_the_chain(
         await log.record(call(1))
         await asyncio.gather(*(log.record(call(i)) for i in range(2, 6)))
         [spool] = spool_files(path)
-        lines = spool.read_bytes().splitlines()
+        header, *lines = spool.read_bytes().splitlines()
+        assert header == b"#0"  # no bytes of records before this file's start
         assert [json.loads(line)["trace_id"] for line in lines] == [f"trace-{i}" for i in range(1, 6)]
         assert log.written == 0  # nothing committed yet
         assert await exported(log) == [f"trace-{i}" for i in range(1, 6)]  # reading drains first
@@ -179,7 +181,7 @@ async def test_a_spool_taken_over_resumes_after_its_mark_and_skips_an_unfinished
     await log.aclose()
     lines = [audit_sqlite._pending(call(i), None).body.encode() + b"\n" for i in (1, 2, 3)]
     name = f"{path.name}-spool-1-dead"
-    (path.parent / name).write_bytes(b"".join(lines) + b'{"cut short')
+    (path.parent / name).write_bytes(b"#0\n" + b"".join(lines) + b'{"cut short')
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("INSERT INTO audit_spool (name, ingested) VALUES (?, ?)", (name, len(lines[0])))
     conn.close()
@@ -218,3 +220,54 @@ async def test_while_the_database_refuses_spooled_records_wait_and_go_in_later(
         assert await exported(log) == [f"trace-{i}" for i in range(13)]
     finally:
         await log.aclose()
+
+
+async def test_a_spool_all_in_the_log_is_cut_back_and_still_recovers(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_spool, "MAX_BYTES", 4_000)
+    log = SQLiteAuditLog(path)
+    try:
+        for round_ in range(20):
+            await asyncio.gather(*(log.record(call(100 * round_ + i)) for i in range(10)))
+            await log._drain()
+        [spool] = spool_files(path)
+        assert spool.stat().st_size < 2 * 4_000 + 1_000  # not the ~100 KB written
+        assert spool.read_bytes().startswith(b"#")
+        assert len(await exported(log)) == 200
+    finally:
+        await log.aclose()
+
+    # A process that dies after cutting back: its spool's later records are recovered.
+    script = tmp_path / "crasher.py"
+    script.write_text(
+        CRASHER.replace(
+            "_audit_sqlite._INGEST_DELAY", "_audit_spool.MAX_BYTES = 3000\n_audit_sqlite._INGEST_DELAY"
+        ).replace(
+            "from brickwork.storage import _audit_sqlite",
+            "from brickwork.storage import _audit_sqlite, _audit_spool",
+        )
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), str(path), "0.001", stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    acknowledged: list[str] = []
+    async with asyncio.timeout(30):
+        while len(acknowledged) < 600:
+            line = await proc.stdout.readline()
+            assert line, await proc.stderr.read() if proc.stderr else b""
+            acknowledged.append(line.decode().strip())
+    proc.send_signal(signal.SIGKILL)
+    acknowledged.extend((await proc.stdout.read()).decode().split())
+    await proc.wait()
+    [left] = spool_files(path)
+    assert left.stat().st_size < 20_000  # it was cut back while it ran
+    after = SQLiteAuditLog(path)
+    try:
+        recorded = await exported(after)
+        assert set(acknowledged) <= set(recorded)
+        assert len(recorded) == len(set(recorded))
+    finally:
+        await after.aclose()
+    assert spool_files(path) == []

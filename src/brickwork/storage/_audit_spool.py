@@ -20,7 +20,10 @@ Nothing is lost or written twice:
   appends what they hold past their number, and deletes them.
 
 A spool's lines are canonical JSON, so a recovered record's row is the very
-row the dead process would have written.
+row the dead process would have written. Its first line, ``#<n>``, says how many
+bytes of records the spool had held before that line (the mark counts from the
+spool's start): once everything in it is in the log and it has grown past
+:data:`MAX_BYTES`, the file is cut back to a new first line, and goes on.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ __all__ = ["Spool", "recover_spools"]
 
 log = logging.getLogger(__name__)
 
+#: A spool all in the log is cut back once it holds this many bytes of records.
+MAX_BYTES = 16 << 20
+
 Insert = Callable[[sqlite3.Connection, Sequence[_Pending], "SpoolMark | None"], list[_Row]]
 
 
@@ -60,7 +66,10 @@ class Spool:
         path = Path(database)
         self.name = f"{path.name}-spool-{os.getpid()}-{secrets.token_hex(4)}"
         self.path = path.with_name(self.name)
+        #: Bytes of records written since the spool began (what a mark counts),
+        #: and how many of them were before the file's first line.
         self.size = 0
+        self.base = 0
         self._fd: int | None = None
 
     @property
@@ -73,6 +82,7 @@ class Spool:
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(fd, b"#0\n")
         except BaseException:
             os.close(fd)
             raise
@@ -85,12 +95,23 @@ class Spool:
     def write(self, data: bytes) -> int:
         """Append ``data`` (whole lines); return the spool's size after it."""
         assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        _write_all(self._fd, data)
         self.size += len(data)
         return self.size
+
+    def cut_back(self) -> None:
+        """Empty the file (call only when all of it is in the log): a new first line
+        carries the count on. (Cut before the line is written, a crash leaves an
+        empty file: nothing to recover, rightly.)"""
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        _write_all(self._fd, f"#{self.size}\n".encode())
+        self.base = self.size
+
+    @property
+    def held(self) -> int:
+        """Bytes of records in the file now."""
+        return self.size - self.base
 
     def remove(self, conn: sqlite3.Connection) -> None:
         """Delete the spool once everything in it is in the log (file first, then its row)."""
@@ -104,6 +125,13 @@ class Spool:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def recover_spools(conn: sqlite3.Connection, database: str, insert: Insert) -> int:
@@ -126,7 +154,10 @@ def recover_spools(conn: sqlite3.Connection, database: str, insert: Insert) -> i
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its process is alive and moves it itself
-            recovered += _recover_one(conn, str(name), fd, insert)
+            moved = _recover_one(conn, str(name), fd, insert)
+            if moved is None:
+                continue
+            recovered += moved
             os.unlink(path)
             conn.execute("DELETE FROM audit_spool WHERE name = ?", (name,))
         finally:
@@ -134,22 +165,26 @@ def recover_spools(conn: sqlite3.Connection, database: str, insert: Insert) -> i
     return recovered
 
 
-def _recover_one(conn: sqlite3.Connection, name: str, fd: int, insert: Insert) -> int:
+def _recover_one(conn: sqlite3.Connection, name: str, fd: int, insert: Insert) -> int | None:
+    """Chain what the spool holds past its mark; the count, or ``None`` to leave it be."""
     chunks = []
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
     data = b"".join(chunks)
-    # The mark is read again under the write lock, in the transaction that moves
-    # the rest: it is the committed truth about what is in the log.
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute("SELECT ingested FROM audit_spool WHERE name = ?", (name,)).fetchone()
-        start = int(row[0]) if row is not None else len(data)
-        batch = _parse(data, start, name)
-    finally:
-        conn.execute("ROLLBACK")
+    # Its owner is dead and we hold its lock: nobody else moves the mark now.
+    row = conn.execute("SELECT ingested FROM audit_spool WHERE name = ?", (name,)).fetchone()
+    # The first line says how many bytes of records came before the file's start.
+    first, _, records = data.partition(b"\n")
+    if not first.startswith(b"#") or not first[1:].isdigit():
+        if data:
+            log.error("audit log: spool %s does not start with its count line; left as it is", name)
+            return None
+        return 0  # cut back (or just made) and then the process died: nothing in it
+    base = int(first[1:])
+    start = max(0, int(row[0]) - base) if row is not None else len(records)
+    batch = _parse(records, start, name)
     if batch:
-        insert(conn, batch, SpoolMark(name, len(data)))
+        insert(conn, batch, SpoolMark(name, base + len(records)))
         log.warning(
             "audit log: moved %d records from the spool of a process that died (%s)", len(batch), name
         )

@@ -14,6 +14,7 @@ from typing import Literal, TextIO, TypeVar
 
 from brickwork.contracts.errors import ConfigurationError, StorageError
 from brickwork.runtime.recording import CallRecord
+from brickwork.storage import _audit_spool as spool_limits
 from brickwork.storage._audit_chain import (
     _ALL,
     MIGRATIONS,
@@ -284,6 +285,23 @@ class SQLiteAuditLog(_GroupCommitLog):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _maybe_cut_back(self) -> None:
+        """Keep the spool short: once all of it is committed and it has grown past
+        :data:`~brickwork.storage._audit_spool.MAX_BYTES`, empty it."""
+        spool = self._spool
+        if spool is None or not spool.is_open or self._pending or self._handoff is not None:
+            return
+        if spool.held < spool_limits.MAX_BYTES:
+            return
+        try:
+            spool.cut_back()
+        except OSError:
+            log.warning(
+                "audit log %s: could not cut the spool back; starting another", self.path, exc_info=True
+            )
+            spool.close()  # all of it is committed: whoever opens the log next deletes it
+            self._spool = None
+
     def _spool_broken(self, spool: Spool) -> None:
         """After a failed write: cut the file back to its last whole line, or start another."""
         try:
@@ -374,6 +392,7 @@ class SQLiteAuditLog(_GroupCommitLog):
             return
         self._ingest_error = None
         self._settle(batch, rows)
+        self._maybe_cut_back()
         size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
         self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
         self._maybe_checkpoint()
@@ -411,6 +430,7 @@ class SQLiteAuditLog(_GroupCommitLog):
             self._ingest_error = None
             self._settle(batch, rows)
         self._handoff = None
+        self._maybe_cut_back()
         if self._pending and self._flush_handle is None and self._loop is not None:
             self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
 
