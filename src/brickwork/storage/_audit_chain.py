@@ -82,6 +82,8 @@ class _Pending:
     future: asyncio.Future[int] | None
     #: Where the record's line in the spool ends (0: not spooled).
     end: int = 0
+    #: The line to spool (the body and a newline, UTF-8), until it is written.
+    line: bytes = b""
 
 
 _Row = tuple[Any, ...]  # in the order of _ALL

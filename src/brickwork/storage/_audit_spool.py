@@ -67,35 +67,58 @@ class Spool:
         self.name = f"{path.name}-spool-{os.getpid()}-{secrets.token_hex(4)}"
         self.path = path.with_name(self.name)
         #: Bytes of records written since the spool began (what a mark counts),
-        #: and how many of them were before the file's first line.
+        #: how many of them were before the file's first line, that line's length,
+        #: and how many are committed to the log (the mark last committed).
         self.size = 0
         self.base = 0
+        self.header = 0
+        self.committed = 0
+        #: A failed write could not be undone: no more records go here.
+        self.failed = False
         self._fd: int | None = None
 
     @property
     def is_open(self) -> bool:
         return self._fd is not None
 
+    @property
+    def usable(self) -> bool:
+        return self._fd is not None and not self.failed
+
     def open(self, conn: sqlite3.Connection) -> None:
-        """Register the spool, then create and lock its file (blocking: in a thread)."""
-        conn.execute("INSERT INTO audit_spool (name, ingested) VALUES (?, 0)", (self.name,))
+        """Create, lock and start the file, then register it (blocking: in a thread).
+
+        In that order: an opener recovering spools meanwhile finds either no row
+        (and leaves the file alone) or a row whose file is locked (alive).
+        """
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _write_all(fd, b"#0\n")
+            conn.execute("INSERT INTO audit_spool (name, ingested) VALUES (?, 0)", (self.name,))
         except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
             raise
+        self.header = 3
         self._fd = fd
 
-    def fileno(self) -> int:
-        assert self._fd is not None
-        return self._fd
-
     def write(self, data: bytes) -> int:
-        """Append ``data`` (whole lines); return the spool's size after it."""
+        """Append ``data`` (whole lines); return the spool's size after it.
+
+        A failed write is undone (the file cut back to its last whole line); if
+        that fails too, the spool takes no more records (:attr:`failed`).
+        """
         assert self._fd is not None
-        _write_all(self._fd, data)
+        try:
+            _write_all(self._fd, data)
+        except OSError:
+            try:
+                os.ftruncate(self._fd, self.header + self.size - self.base)
+            except OSError:
+                self.failed = True
+            raise
         self.size += len(data)
         return self.size
 
@@ -104,9 +127,11 @@ class Spool:
         carries the count on. (Cut before the line is written, a crash leaves an
         empty file: nothing to recover, rightly.)"""
         assert self._fd is not None
+        line = f"#{self.size}\n".encode()
         os.ftruncate(self._fd, 0)
-        _write_all(self._fd, f"#{self.size}\n".encode())
-        self.base = self.size
+        self.header = 0
+        _write_all(self._fd, line)
+        self.header, self.base = len(line), self.size
 
     @property
     def held(self) -> int:
@@ -142,8 +167,9 @@ def recover_spools(conn: sqlite3.Connection, database: str, insert: Insert) -> i
     """
     directory = Path(database).parent
     recovered = 0
-    for (name,) in conn.execute("SELECT name FROM audit_spool").fetchall():
-        path = directory / str(name)
+    names = {str(name) for (name,) in conn.execute("SELECT name FROM audit_spool").fetchall()}
+    for name in sorted(names):
+        path = directory / name
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -154,15 +180,39 @@ def recover_spools(conn: sqlite3.Connection, database: str, insert: Insert) -> i
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its process is alive and moves it itself
-            moved = _recover_one(conn, str(name), fd, insert)
+            moved = _recover_one(conn, name, fd, insert)
             if moved is None:
                 continue
             recovered += moved
-            os.unlink(path)
+            with contextlib.suppress(FileNotFoundError):  # another opener was quicker
+                os.unlink(path)
             conn.execute("DELETE FROM audit_spool WHERE name = ?", (name,))
         finally:
             os.close(fd)
+    # A file without a row: its process died between making and registering it,
+    # before it took a record. Removed once its lock shows that.
+    for path in directory.glob(f"{Path(database).name}-spool-*"):
+        if path.name not in names:
+            _remove_orphan(conn, path)
     return recovered
+
+
+def _remove_orphan(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # alive: about to register it
+        registered = conn.execute("SELECT 1 FROM audit_spool WHERE name = ?", (path.name,)).fetchone()
+        if registered is None and os.read(fd, 64).rstrip(b"\n") in (b"", b"#0"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def _recover_one(conn: sqlite3.Connection, name: str, fd: int, insert: Insert) -> int | None:
@@ -173,6 +223,8 @@ def _recover_one(conn: sqlite3.Connection, name: str, fd: int, insert: Insert) -
     data = b"".join(chunks)
     # Its owner is dead and we hold its lock: nobody else moves the mark now.
     row = conn.execute("SELECT ingested FROM audit_spool WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        return None  # another opener took it over and removed it meanwhile
     # The first line says how many bytes of records came before the file's start.
     first, _, records = data.partition(b"\n")
     if not first.startswith(b"#") or not first[1:].isdigit():
@@ -181,7 +233,7 @@ def _recover_one(conn: sqlite3.Connection, name: str, fd: int, insert: Insert) -
             return None
         return 0  # cut back (or just made) and then the process died: nothing in it
     base = int(first[1:])
-    start = max(0, int(row[0]) - base) if row is not None else len(records)
+    start = max(0, int(row[0]) - base)
     batch = _parse(records, start, name)
     if batch:
         insert(conn, batch, SpoolMark(name, base + len(records)))

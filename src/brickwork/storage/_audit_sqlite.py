@@ -161,7 +161,9 @@ class SQLiteAuditLog(_GroupCommitLog):
     async def _write(self, batch: Sequence[_Pending]) -> list[_Row]:
         return await self._thread(lambda: self._write_sync(batch))
 
-    def _write_sync(self, batch: Sequence[_Pending], checkpoint_first: bool = False) -> list[_Row]:
+    def _write_sync(
+        self, batch: Sequence[_Pending], checkpoint_first: bool = False, mark: SpoolMark | None = None
+    ) -> list[_Row]:
         # The lock matters only when an abandoned thread (its loop gone) still writes.
         with self._write_lock:
             self._open_sync()
@@ -169,7 +171,7 @@ class SQLiteAuditLog(_GroupCommitLog):
             if checkpoint_first:
                 with contextlib.suppress(sqlite3.Error):  # a checkpoint is only housekeeping
                     self._checkpoint_sync()
-            return _insert(self._write_conn, batch, mark=self._mark(batch))
+            return _insert(self._write_conn, batch, mark=mark)
 
     def _open_sync(self) -> None:
         """Open the connections (and take over dead processes' spools) if not yet done."""
@@ -209,13 +211,10 @@ class SQLiteAuditLog(_GroupCommitLog):
             return
         if self._closed:
             raise StorageError("the audit log is closed")
-        if len(self._pending) > _MAX_BACKLOG:
-            raise StorageError(
-                f"audit log {self.path}: {len(self._pending)} records wait for the database "
-                f"({self._ingest_error!r}); refusing more"
-            )
         loop = asyncio.get_running_loop()
-        await self._spool_submit(_pending(record, None), loop)
+        # Shielded: the write is shared by the records of one loop iteration, and
+        # one caller's cancellation must not cancel the others' wait.
+        await asyncio.shield(self._spool_submit(_pending(record, None), loop))
 
     def _submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
         if not self.on_loop:
@@ -246,6 +245,15 @@ class SQLiteAuditLog(_GroupCommitLog):
 
     def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """Queue ``item`` for the spool; the future is done once it is written there."""
+        if len(self._pending) > _MAX_BACKLOG:
+            raise StorageError(
+                f"audit log {self.path}: {len(self._pending)} records wait for the database "
+                f"({self._ingest_error!r}); refusing more"
+            )
+        try:
+            item.line = (item.body + "\n").encode()
+        except UnicodeEncodeError as exc:
+            raise StorageError(f"call record {item.fields[1]!r} is not valid UTF-8 text: {exc}") from None
         self._adopt(loop)
         self._spooling.append(item)
         waiter = self._spool_waiter
@@ -270,26 +278,45 @@ class SQLiteAuditLog(_GroupCommitLog):
         waiter, self._spool_waiter = self._spool_waiter, None
         if batch:
             try:
-                end = spool.write(("\n".join(item.body for item in batch) + "\n").encode())
-            except OSError as exc:
-                self._spool_broken(spool)
+                spool.write(b"".join(item.line for item in batch))
+            except Exception as exc:
                 error = StorageError(f"audit log spool {spool.path}: {exc}")
                 _fail(batch, error)
                 if waiter is not None and not waiter.done():
                     waiter.set_exception(error)
+                if spool.failed:  # the failed write could not be undone
+                    self._abandon_spool(error)
                 return
+            end = spool.size - sum(len(item.line) for item in batch)
             for item in batch:
-                item.end = end
+                end += len(item.line)
+                item.end, item.line = end, b""
             self._pending.extend(batch)
             self._schedule_ingest(urgent=any(item.future is not None for item in batch))
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _abandon_spool(self, error: BaseException) -> None:
+        """Leave this spool, and the records in it not yet committed, to recovery (ours,
+        when the next record opens a new spool, or the next opener's): close it, so
+        its lock goes, and forget those records, so they are never committed twice."""
+        spool, self._spool = self._spool, None
+        if spool is not None:
+            spool.close()
+            self._recovered = False
+        left, self._pending = self._pending, []
+        _fail(left, error)  # only ``append`` callers wait: the rest were answered (durable)
+        waiting, self._spooling = self._spooling, []
+        waiter, self._spool_waiter = self._spool_waiter, None
+        _fail(waiting, error)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
     def _maybe_cut_back(self) -> None:
         """Keep the spool short: once all of it is committed and it has grown past
         :data:`~brickwork.storage._audit_spool.MAX_BYTES`, empty it."""
         spool = self._spool
-        if spool is None or not spool.is_open or self._pending or self._handoff is not None:
+        if spool is None or not spool.usable or spool.committed != spool.size or self._handoff is not None:
             return
         if spool.held < spool_limits.MAX_BYTES:
             return
@@ -300,14 +327,6 @@ class SQLiteAuditLog(_GroupCommitLog):
                 "audit log %s: could not cut the spool back; starting another", self.path, exc_info=True
             )
             spool.close()  # all of it is committed: whoever opens the log next deletes it
-            self._spool = None
-
-    def _spool_broken(self, spool: Spool) -> None:
-        """After a failed write: cut the file back to its last whole line, or start another."""
-        try:
-            os.ftruncate(spool.fileno(), spool.size)
-        except OSError:
-            spool.close()  # kept: what is in it is recovered by whoever opens the log next
             self._spool = None
 
     async def _open_spool(self) -> None:
@@ -335,8 +354,8 @@ class SQLiteAuditLog(_GroupCommitLog):
     def _schedule_ingest(self, *, urgent: bool) -> None:
         """Commit the spooled records soon: at once if asked or many, else after a moment."""
         loop = self._loop
-        if loop is None or self._handoff is not None:
-            return  # the thread's batch first; it calls back when done
+        if loop is None or self._handoff is not None or self._ingest_error is not None:
+            return  # the thread's batch first, or the retry after a refusal: both call back
         handle = self._flush_handle
         if urgent or len(self._pending) >= _INGEST_BATCH:
             if handle is not None and not self._flush_soon:
@@ -359,7 +378,10 @@ class SQLiteAuditLog(_GroupCommitLog):
         log.error(
             "audit log %s: could not commit %d records (kept, tried again): %r", self.path, len(batch), exc
         )
-        if self._loop is not None and self._flush_handle is None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._loop is not None:
             self._flush_handle = self._loop.call_later(_RETRY_DELAY, self._flush)
             self._flush_soon = False
 
@@ -371,14 +393,13 @@ class SQLiteAuditLog(_GroupCommitLog):
         assert self._loop is not None
         batch = self._pending[: self.max_batch]
         del self._pending[: len(batch)]
-        if self._pending:
-            self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
         conn = self._loop_conn
         if conn is None or self._restart_in_thread:
             self._hand_off(batch, checkpoint_first=self._restart_in_thread)
             return
+        mark = self._mark(batch)
         try:
-            rows = _insert(conn, batch, wait=False, mark=self._mark(batch))
+            rows = _insert(conn, batch, wait=False, mark=mark)
         except _Busy:
             self._hand_off(batch)
             return
@@ -390,12 +411,20 @@ class SQLiteAuditLog(_GroupCommitLog):
             self._drop_stuck(conn)
             self._refused(batch, exc)
             return
-        self._ingest_error = None
-        self._settle(batch, rows)
-        self._maybe_cut_back()
+        self._committed(batch, rows, mark)
+        if self._pending:
+            self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
         size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
         self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
         self._maybe_checkpoint()
+
+    def _committed(self, batch: list[_Pending], rows: list[_Row], mark: SpoolMark | None) -> None:
+        self._ingest_error = None
+        spool = self._spool
+        if mark is not None and spool is not None and mark.name == spool.name:
+            spool.committed = mark.ingested
+        self._settle(batch, rows)
+        self._maybe_cut_back()
 
     def _drop_stuck(self, conn: sqlite3.Connection) -> None:
         """A loop connection left inside a transaction (its rollback failed too) would
@@ -413,24 +442,28 @@ class SQLiteAuditLog(_GroupCommitLog):
         )
 
     async def _write_in_thread(self, batch: list[_Pending], checkpoint_first: bool) -> None:
+        mark = self._mark(batch)
         try:
-            rows = await self._thread(lambda: self._write_sync(batch, checkpoint_first))
+            rows = await self._thread(lambda: self._write_sync(batch, checkpoint_first, mark))
         except asyncio.CancelledError:
             # The loop is going away: nobody must wait forever. (The batch may still
             # commit: its callers get an error, never a false "ok".)
             self._handoff = None
-            left, self._pending = [*batch, *self._pending], []
-            _fail(left, StorageError("the audit writer stopped"))
+            error = StorageError("the audit writer stopped")
+            _fail(batch, error)
+            if self.spooled:
+                # Whether it commits or not, the spool's mark says so: recovery decides.
+                self._abandon_spool(error)
+            else:
+                left, self._pending = self._pending, []
+                _fail(left, error)
             raise
         except Exception as exc:
             self._handoff = None
             self._refused(batch, exc)
             return
-        else:
-            self._ingest_error = None
-            self._settle(batch, rows)
         self._handoff = None
-        self._maybe_cut_back()
+        self._committed(batch, rows, mark)
         if self._pending and self._flush_handle is None and self._loop is not None:
             self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
 
@@ -488,29 +521,25 @@ class SQLiteAuditLog(_GroupCommitLog):
             await super().aclose()
             return
         self._closed = True
-        if self._loop is asyncio.get_running_loop():
+        if self._loop is None or self._loop is asyncio.get_running_loop():
             try:
                 await self._drain()
-            except StorageError:
+            except StorageError as exc:
                 # Still in the spool, which is kept: whoever opens the log next moves them.
-                log.exception(
-                    "audit log %s: closed with %d records not committed", self.path, len(self._pending)
-                )
-                left, self._pending = self._pending, []
-                _fail(left, StorageError("the audit log closed before these records were committed"))
+                log.exception("audit log %s: closed with records not committed", self.path)
+                self._abandon_spool(exc)
             if self._ckpt_task is not None:
                 await asyncio.wait([self._ckpt_task])
         else:
-            # Its loop is gone: nothing can wait for these records any more.
-            left, self._pending = [*self._spooling, *self._pending], []
-            self._spooling = []
-            _fail(left, StorageError("the audit log was closed from another event loop"))
+            # Its loop is gone: nothing can wait for these records any more; the
+            # spooled ones are left to whoever opens the log next.
+            self._abandon_spool(StorageError("the audit log was closed from another event loop"))
         spool, self._spool = self._spool, None
         if spool is not None:
-            if self._pending or self._spooling or self._write_conn is None:
-                spool.close()
-            else:
+            if spool.committed == spool.size and self._write_conn is not None and not self._pending:
                 await self._thread(lambda: self._remove_spool(spool))
+            else:
+                spool.close()
         if self._loop_conn is not None:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await asyncio.to_thread(self._checkpoint_sync)
