@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.applications import Starlette
@@ -27,7 +27,8 @@ from starlette.types import Receive, Scope, Send
 from brickwork.contracts.errors import BrickworkError
 from brickwork.contracts.request import Envelope, Request
 from brickwork.gateway.admin_api import AdminAPI
-from brickwork.gateway.auth import KeyPrincipal, authenticate, require_admin
+from brickwork.gateway.auth import KeyPrincipal, bearer, require_admin
+from brickwork.gateway.body import request_headers
 from brickwork.gateway.errors import (
     MethodNotAllowedError,
     RouteNotFoundError,
@@ -40,7 +41,7 @@ from brickwork.gateway.openai_api import OpenAIAPI
 from brickwork.gateway.openapi import OpenAPIDocs
 from brickwork.gateway.passthrough import register_passthrough
 from brickwork.gateway.plugins_api import PluginsAPI
-from brickwork.gateway.quota import KeyQuota
+from brickwork.gateway.quota import UNLIMITED, KeyQuota
 from brickwork.gateway.responses import Endpoint
 from brickwork.gateway.settings import GatewaySettings
 from brickwork.runtime.orchestrator import Orchestrator
@@ -115,8 +116,16 @@ class Gateway:
 
     # --- what the routes share ---------------------------------------------------
 
-    async def authenticate(self, request: HTTPRequest) -> ApiKey:
-        return await authenticate(self.keys, request.headers)
+    def authenticate(
+        self, request: HTTPRequest, headers: Mapping[bytes, bytes] | None = None
+    ) -> Awaitable[ApiKey]:
+        """The key the request carries (await it); 401 when it has none, or not a valid one.
+
+        ``headers``: :func:`~brickwork.gateway.body.request_headers`, if the caller has them.
+        """
+        value = (request_headers(request) if headers is None else headers).get(b"authorization")
+        # (The key store's own coroutine, not one more around it: this is on every request.)
+        return self.keys.authenticate(bearer(None if value is None else value.decode("latin-1")))
 
     async def authenticate_admin(self, request: HTTPRequest) -> ApiKey:
         key = await self.authenticate(request)
@@ -139,6 +148,8 @@ class Gateway:
         """
         # The same estimate the orchestrator's rate limit makes: ≈4 bytes a token.
         permit = await self.quota.admit(key, tokens=max(1, size // 4))
+        if permit is UNLIMITED:  # nothing to settle
+            return await self.orchestrator.handle(request, principal=self.principal(key, model))
         try:
             envelope = await self.orchestrator.handle(request, principal=self.principal(key, model))
         except BrickworkError as exc:  # a failed call may still have paid for models

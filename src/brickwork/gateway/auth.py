@@ -19,12 +19,16 @@ from dataclasses import dataclass
 from brickwork.contracts.errors import AuthenticationError, PermissionDeniedError
 from brickwork.storage.keys import ApiKey, KeyStore
 
-__all__ = ["KeyPrincipal", "authenticate", "bearer_token", "require_admin"]
+__all__ = ["KeyPrincipal", "authenticate", "bearer", "bearer_token", "require_admin"]
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:
     """The key from ``Authorization: Bearer <key>``; never part of an error message."""
-    value = headers.get("authorization")
+    return bearer(headers.get("authorization"))
+
+
+def bearer(value: str | None) -> str:
+    """The key from the value of an ``Authorization`` header (None: there is none)."""
     if value is None:
         raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
     scheme, _, token = value.strip().partition(" ")

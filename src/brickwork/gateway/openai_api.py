@@ -39,11 +39,11 @@ from brickwork.contracts.errors import (
     PluginNotFoundError,
 )
 from brickwork.contracts.refs import PluginRef
-from brickwork.contracts.request import Envelope, Request
-from brickwork.gateway.body import parse_body, read_body
+from brickwork.contracts.request import Envelope, Request, RouteDecision
+from brickwork.gateway.body import parse_body, read_body, request_headers
 from brickwork.gateway.errors import InternalError, error_body, error_response
 from brickwork.gateway.passthrough import StreamSink, chat_messages, stream_sink
-from brickwork.gateway.responses import endpoint, json_response
+from brickwork.gateway.responses import JSONBytesResponse, endpoint, json_response
 from brickwork.gateway.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from brickwork.storage.keys import ApiKey
 
@@ -99,8 +99,9 @@ class OpenAIAPI:
 
     async def chat_completions(self, request: HTTPRequest) -> Response:
         gateway = self.gateway
-        key = await gateway.authenticate(request)
-        raw = await read_body(request, gateway.settings.max_body_bytes)
+        headers = request_headers(request)
+        key = await gateway.authenticate(request, headers)
+        raw = await read_body(request, gateway.settings.max_body_bytes, headers)
         body = parse_body(ChatCompletionRequest, raw)
         call, model = self._chat_request(key, body)
         created = int(time.time())
@@ -108,8 +109,9 @@ class OpenAIAPI:
             return await self._stream(key, body, call, model, created, size=len(raw))
         envelope = await gateway.dispatch(key, call, model=model, size=len(raw))
         text, finish = _reply(envelope)
+        trace_id = envelope.trace_id
         completion = {
-            "id": f"chatcmpl-{envelope.trace_id}",
+            "id": f"chatcmpl-{trace_id}",
             "object": "chat.completion",
             "created": created,
             "model": body.model,
@@ -125,7 +127,9 @@ class OpenAIAPI:
             "system_fingerprint": None,
             "brickwork": _facts(envelope),
         }
-        return json_response(completion, headers={"x-brickwork-trace-id": envelope.trace_id})
+        return JSONBytesResponse(
+            to_json(completion), 200, [(b"x-brickwork-trace-id", trace_id.encode("latin-1"))]
+        )
 
     def _chat_request(self, key: ApiKey, body: ChatCompletionRequest) -> tuple[Request, str | None]:
         """The Brickwork request a chat request stands for, and its pass-through model."""
@@ -222,8 +226,9 @@ class OpenAIAPI:
 
     async def embeddings(self, request: HTTPRequest) -> Response:
         gateway = self.gateway
-        key = await gateway.authenticate(request)
-        raw = await read_body(request, gateway.settings.max_body_bytes)
+        headers = request_headers(request)
+        key = await gateway.authenticate(request, headers)
+        raw = await read_body(request, gateway.settings.max_body_bytes, headers)
         body = parse_body(EmbeddingRequest, raw)
         texts = [body.input] if isinstance(body.input, str) else list(body.input)
         if not texts:
@@ -312,7 +317,7 @@ def _facts(envelope: Envelope) -> dict[str, Any]:
         "plugin": envelope.plugin,
         "version": envelope.version,
         "trace_id": envelope.trace_id,
-        "route": envelope.route.model_dump(mode="json"),
+        "route": _route(envelope.route),
         "models": envelope.models,
         "cost": envelope.cost,
         "cache_hit": envelope.cache_hit,
@@ -320,6 +325,18 @@ def _facts(envelope: Envelope) -> dict[str, Any]:
         "warnings": envelope.warnings,
         "latency_ms": envelope.latency_ms,
     }
+
+
+#: The fields :func:`_route` writes by hand (else it dumps the model).
+_ROUTE_FIELDS = ("method", "ref", "rule", "scores")
+_ROUTE_BY_HAND = tuple(RouteDecision.model_fields) == _ROUTE_FIELDS
+
+
+def _route(route: RouteDecision) -> dict[str, Any]:
+    """``route.model_dump(mode="json")``, built by hand where that is plainly the same."""
+    if route.scores or not _ROUTE_BY_HAND or type(route) is not RouteDecision:
+        return route.model_dump(mode="json")  # (a score may be a float JSON has no literal for)
+    return {"method": route.method, "ref": route.ref, "rule": route.rule, "scores": {}}
 
 
 def _vector(ref: PluginRef, envelope: Envelope) -> list[float]:

@@ -17,7 +17,7 @@ from brickwork.policies.ratelimit import RateLimiter, RatePermit
 from brickwork.state.base import StateBackend
 from brickwork.storage.keys import ApiKey
 
-__all__ = ["KeyPermit", "KeyQuota"]
+__all__ = ["UNLIMITED", "KeyPermit", "KeyQuota"]
 
 # A budget reservation this small only asks "is anything left?"; the real cost is
 # known, and charged, when the call has ended.
@@ -30,6 +30,10 @@ class KeyPermit:
     permit: RatePermit | None = None
     budget: Budget | None = None
     hold: BudgetHold | None = None
+
+
+#: The permit of a key with no limits of its own: nothing to settle.
+UNLIMITED = KeyPermit()
 
 
 class KeyQuota:
@@ -53,7 +57,7 @@ class KeyQuota:
         """Take one request (and ``tokens``) from the key's limits, or raise 429 / 402."""
         rate, budget_policy = self._policy(key)
         if rate is None and budget_policy is None:
-            return KeyPermit()
+            return UNLIMITED
         limiter = permit = budget = hold = None
         scope = f"key:{key.id}"
         if rate is not None:
