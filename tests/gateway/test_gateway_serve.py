@@ -260,3 +260,17 @@ def test_serving_tunes_the_garbage_collector(threshold: tuple[int, int, int] | N
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_served_runtime_records_to_the_audit_log_and_metrics_not_memory(tmp_path: Path) -> None:
+    from brickwork.gateway.server import ServeOptions, open_gateway
+    from brickwork.runtime.recording import MemoryRecorder
+    from brickwork.storage.audit import SQLiteAuditLog
+
+    gateway = open_gateway(
+        ServeOptions(keys=f"sqlite:///{tmp_path / 'keys.db'}", audit=f"sqlite:///{tmp_path / 'audit.db'}")
+    )
+    kinds = [type(r) for r in gateway.orchestrator.recorders]
+    assert MemoryRecorder not in kinds
+    assert SQLiteAuditLog in kinds
+    assert any(type(r).__name__ == "MetricsRecorder" for r in gateway.orchestrator.recorders)

@@ -19,7 +19,7 @@ import uvicorn
 from brickwork.gateway.app import Gateway, MetricsSource
 from brickwork.gateway.settings import GatewaySettings
 from brickwork.runtime.app import load
-from brickwork.runtime.recording import Recorder
+from brickwork.runtime.recording import MemoryRecorder, Recorder
 from brickwork.storage.keys import open_key_store
 from brickwork.storage.urls import default_audit_url, default_keys_url
 
@@ -63,6 +63,10 @@ class ServeOptions:
 def open_gateway(options: ServeOptions) -> Gateway:
     """Build the runtime from the config and open the stores the options name."""
     orchestrator = load(options.config)
+    # A server's records go to the audit log and the metrics; the runtime's default
+    # keeps the last thousand in memory too, for nobody to read here, and makes every
+    # one of them live long enough for the garbage collector to scan it again and again.
+    orchestrator.recorders = [r for r in orchestrator.recorders if not isinstance(r, MemoryRecorder)]
     keys = open_key_store(options.keys or default_keys_url(), cache_ttl=options.settings.auth_cache_ttl)
     audit: Recorder | None = None
     if options.audit != "off":
