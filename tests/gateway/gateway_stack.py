@@ -39,6 +39,7 @@ from brickwork.contracts.policy import FallbackPolicy, Policy, RateLimitPolicy
 from brickwork.contracts.provider import Completion, CompletionRequest
 from brickwork.contracts.request import Request, RouteDecision
 from brickwork.gateway import Gateway
+from brickwork.gateway.server import HttpProtocol  # what `brickwork serve` runs
 from brickwork.providers.openai import OpenAIProvider
 from brickwork.runtime.models import Providers
 from brickwork.runtime.orchestrator import Orchestrator
@@ -294,7 +295,7 @@ async def serving(gateway: Gateway) -> AsyncIterator[str]:
     """Serve ``gateway`` on a real loopback socket in this event loop; yields the base URL."""
     port = free_port()
     config = uvicorn.Config(
-        gateway.app(), host="127.0.0.1", port=port, http="httptools", lifespan="off", log_config=None
+        gateway.app(), host="127.0.0.1", port=port, http=HttpProtocol, lifespan="off", log_config=None
     )
     server = _QuietServer(config)
     task = asyncio.create_task(server.serve())

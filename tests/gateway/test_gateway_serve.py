@@ -274,3 +274,46 @@ def test_a_served_runtime_records_to_the_audit_log_and_metrics_not_memory(tmp_pa
     assert MemoryRecorder not in kinds
     assert SQLiteAuditLog in kinds
     assert any(type(r).__name__ == "MetricsRecorder" for r in gateway.orchestrator.recorders)
+
+
+async def test_a_connection_s_writes_of_one_loop_iteration_leave_in_one_send() -> None:
+    from brickwork.gateway.server import _CoalescedWrites
+
+    class Transport:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+            self.closed = self.aborted = False
+
+        def write(self, data: bytes) -> None:
+            self.sent.append(data)
+
+        def is_closing(self) -> bool:
+            return self.closed or self.aborted
+
+        def close(self) -> None:
+            self.closed = True
+
+        def abort(self) -> None:
+            self.aborted = True
+
+        def get_extra_info(self, name: str) -> str:
+            return f"info:{name}"
+
+    raw = Transport()
+    transport = _CoalescedWrites(raw, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport.write(memoryview(b"ok"))
+    assert raw.sent == []  # not yet: the rest of this iteration may add to it
+    await asyncio.sleep(0)
+    assert raw.sent == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"]
+    transport.write(b"bye")
+    transport.close()  # what waits is written before the close
+    assert raw.sent[-1] == b"bye"
+    assert raw.closed
+    assert transport.get_extra_info("peername") == "info:peername"  # the rest is the transport's
+    other = Transport()
+    aborted = _CoalescedWrites(other, asyncio.get_running_loop())  # type: ignore[arg-type]
+    aborted.write(b"never")
+    aborted.abort()
+    await asyncio.sleep(0)
+    assert other.sent == []

@@ -8,13 +8,17 @@ closes the audit log, and closes the key store.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any, cast
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from brickwork.gateway.app import Gateway, MetricsSource
 from brickwork.gateway.settings import GatewaySettings
@@ -23,7 +27,7 @@ from brickwork.runtime.recording import MemoryRecorder, Recorder
 from brickwork.storage.keys import open_key_store
 from brickwork.storage.urls import default_audit_url, default_keys_url
 
-__all__ = ["ServeOptions", "open_gateway", "serve"]
+__all__ = ["HttpProtocol", "ServeOptions", "open_gateway", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,64 @@ def open_gateway(options: ServeOptions) -> Gateway:
     return Gateway(orchestrator, keys=keys, audit=audit, metrics=metrics, settings=options.settings)
 
 
+class _CoalescedWrites:
+    """A connection's transport whose writes go out once per event-loop iteration.
+
+    uvicorn writes a response's head and its body separately, and on an idle
+    socket each write is its own ``send()`` system call. Deferred to the end of
+    the loop iteration (``call_soon``), the writes of one iteration leave in one:
+    one system call per response instead of two. Everything else is the
+    transport's own; closing writes what waits first.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._waiting: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._waiting:
+            self._loop.call_soon(self._flush)
+        self._waiting.append(bytes(data))
+
+    def writelines(self, chunks: Iterable[bytes | bytearray | memoryview]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _flush(self) -> None:
+        if self._waiting:
+            data = b"".join(self._waiting)
+            self._waiting.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._waiting.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(chunk) for chunk in self._waiting)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with one write per response (:class:`_CoalescedWrites`)."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        coalesced = cast(asyncio.Transport, _CoalescedWrites(transport, asyncio.get_running_loop()))
+        super().connection_made(coalesced)
+
+
 class _Server(uvicorn.Server):
     """uvicorn, telling the gateway to drain as soon as a shutdown signal arrives."""
 
@@ -115,7 +177,7 @@ def serve(options: ServeOptions) -> None:
         host=options.host,
         port=options.port,
         loop="uvloop",
-        http="httptools",
+        http=HttpProtocol,  # httptools
         lifespan="on",
         access_log=options.access_log,
         log_config=None,  # logging is configured above: one format for every logger
