@@ -350,6 +350,29 @@ async def test_model_breaker_is_per_provider(build: Build) -> None:
     assert envelope.warnings == ["model fake:small failed (circuit_open); trying next"]
 
 
+class OneCall(Writer):
+    """A plugin whose run is one model call: the plugin's breaker is the only one."""
+
+    name = "onecall"
+    breaker_per_model = False
+    policy = Guarded.policy
+
+
+async def test_without_a_breaker_per_model_the_plugin_s_breaker_alone_counts(build: Build) -> None:
+    provider = FakeProvider("fake").fail(server_error(), times=3)
+    orch = build(OneCall, providers=[provider])
+
+    for _ in range(3):
+        with pytest.raises(BrickworkError) as caught:
+            await orch.handle({"plugin": "onecall", "input": "go"})
+        assert caught.value.code == "provider_unavailable"
+    with pytest.raises(CircuitOpenError) as opened:
+        await orch.handle({"plugin": "onecall", "input": "go"})
+    assert "onecall@1.0.0 is open" in opened.value.message  # the plugin's, not "via fake"
+    assert len(provider.calls) == 3
+    assert [key for key in orch._breakers if key.startswith("breaker:model:")] == []
+
+
 # --- budget and accounting ----------------------------------------------------------
 
 

@@ -183,6 +183,11 @@ class Plugin(ABC, Generic[InT, OutT]):
         embedding_model: model id used by ``ctx.model.embed``.
         routable: whether intent routing may send plain-text requests here
             (``False`` for plugins whose input needs more than a text).
+        breaker_per_model: ``ctx.model`` keeps a circuit breaker per provider
+            besides the plugin's own (so a plugin can fall back from one
+            provider to another). ``False`` for a plugin whose run is one call to
+            one provider (a pass-through): the plugin's breaker is that
+            provider's, and a second one would only count the same calls again.
         input_type, output_type: taken from ``Plugin[In, Out]``.
     """
 
@@ -196,6 +201,7 @@ class Plugin(ABC, Generic[InT, OutT]):
     model: ClassVar[str | None] = None
     embedding_model: ClassVar[str | None] = None
     routable: ClassVar[bool] = True
+    breaker_per_model: ClassVar[bool] = True
     input_type: ClassVar[type[BaseModel]]
     output_type: ClassVar[type[BaseModel]]
 

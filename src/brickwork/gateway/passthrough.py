@@ -121,6 +121,7 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
         version = "1.0.0"
         permissions = frozenset({"model", "embed"})
         policy = PASSTHROUGH_POLICY
+        breaker_per_model = False  # one call to one provider: the plugin's breaker is its
         passthrough_provider: ClassVar[str]
 
         async def run(self, input: PassthroughInput, ctx: Context) -> PassthroughOutput:
@@ -172,8 +173,9 @@ def is_passthrough(cls: type[Plugin[Any, Any]]) -> bool:
 def _bind(ctx: Context, model_id: ModelId) -> BoundModel:
     """Bind the run's model client to the model the request named.
 
-    The client keeps every policy of the run (per-attempt timeout, retry, breaker
-    per plugin + provider, budget, accounting); only its model chain changes.
+    The client keeps every policy of the run (per-attempt timeout, retry, budget,
+    accounting; the plugin's breaker is the provider's, see ``breaker_per_model``);
+    only its model chain changes.
     """
     model: Any = ctx.model
     if not isinstance(model, BoundModel):

@@ -139,6 +139,7 @@ class BoundModel:
         account: CallAccount,
         rng: random.Random,
         breakers: Callable[[str, BreakerPolicy, str], CircuitBreaker] | None = None,
+        breaker_per_model: bool = True,
     ) -> None:
         self.plugin = plugin
         self.tenant = tenant
@@ -156,6 +157,9 @@ class BoundModel:
         #: Where breakers come from (the orchestrator keeps one per key); without it,
         #: a new handle on the state backend's breaker per call.
         self.breakers = breakers
+        #: A breaker per plugin + provider around each call (else the plugin's own
+        #: breaker, around the whole run, is the only one: see ``Plugin.breaker_per_model``).
+        self.breaker_per_model = breaker_per_model
         #: The task a caller already runs the plugin in under ``deadline`` (the
         #: orchestrator sets it): an attempt with no limit of its own made in that
         #: task needs no second timer. (One made elsewhere — a task the plugin
@@ -386,7 +390,7 @@ class BoundModel:
             return Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
 
         policy = self.policy.breaker
-        if policy is None:
+        if policy is None or not self.breaker_per_model:
             return await retried()
         key = f"breaker:model:{self.plugin}:{model_id.provider}"
         label = f"{self.plugin} via {model_id.provider}"

@@ -477,6 +477,7 @@ class Orchestrator:
             account=account,
             rng=self.rng,
             breakers=self.breaker,
+            breaker_per_model=entry.cls.breaker_per_model,
         )
         ctx = RunContext(
             entry=entry,
