@@ -41,7 +41,7 @@ from brickwork.gateway.openai_api import OpenAIAPI
 from brickwork.gateway.openapi import OpenAPIDocs
 from brickwork.gateway.passthrough import register_passthrough
 from brickwork.gateway.plugins_api import PluginsAPI
-from brickwork.gateway.quota import UNLIMITED, KeyQuota
+from brickwork.gateway.quota import KeyQuota
 from brickwork.gateway.responses import Endpoint
 from brickwork.gateway.settings import GatewaySettings
 from brickwork.runtime.orchestrator import Orchestrator
@@ -51,6 +51,9 @@ from brickwork.storage.keys import ApiKey, KeyStore
 __all__ = ["Closable", "Gateway", "MetricsSource"]
 
 log = logging.getLogger(__name__)
+
+#: How many (key, model) principals :meth:`Gateway.principal` keeps.
+_PRINCIPALS = 4096
 
 
 class MetricsSource(Recorder, Protocol):
@@ -104,6 +107,7 @@ class Gateway:
         #: provider → its pass-through plugin's name
         self.passthrough = register_passthrough(orchestrator)
         self.passthrough_names = frozenset(self.passthrough.values())
+        self._principals: dict[tuple[str, str | None], KeyPrincipal] = {}
         if audit is not None and audit not in orchestrator.recorders:
             orchestrator.recorders.append(audit)
         if metrics is not None:
@@ -133,10 +137,19 @@ class Gateway:
         return key
 
     def principal(self, key: ApiKey, model: str | None = None) -> KeyPrincipal:
+        # Immutable, and the same for the same key object and model: kept, not
+        # rebuilt for every request (a key the store re-read is a new object).
+        found = self._principals.get((key.id, model))
+        if found is not None and found.key is key:
+            return found
         plugin = None
         if model is not None:
             plugin = self.passthrough.get(model.partition(":")[0])
-        return KeyPrincipal(key, self.passthrough_names, model, plugin)
+        principal = KeyPrincipal(key, self.passthrough_names, model, plugin)
+        if len(self._principals) >= _PRINCIPALS:
+            self._principals.clear()
+        self._principals[(key.id, model)] = principal
+        return principal
 
     async def dispatch(
         self, key: ApiKey, request: Request, *, model: str | None = None, size: int = 0
@@ -146,10 +159,10 @@ class Gateway:
         ``model`` is the ``provider:model`` a pass-through request names; ``size``
         (bytes of input) sizes the key's token estimate.
         """
+        if self.quota.unlimited(key):  # nothing to admit or settle
+            return await self.orchestrator.handle(request, principal=self.principal(key, model))
         # The same estimate the orchestrator's rate limit makes: ≈4 bytes a token.
         permit = await self.quota.admit(key, tokens=max(1, size // 4))
-        if permit is UNLIMITED:  # nothing to settle
-            return await self.orchestrator.handle(request, principal=self.principal(key, model))
         try:
             envelope = await self.orchestrator.handle(request, principal=self.principal(key, model))
         except BrickworkError as exc:  # a failed call may still have paid for models

@@ -110,6 +110,7 @@ class OpenAIAPI:
         envelope = await gateway.dispatch(key, call, model=model, size=len(raw))
         text, finish = _reply(envelope)
         trace_id = envelope.trace_id
+        usage = envelope.usage
         completion = {
             "id": f"chatcmpl-{trace_id}",
             "object": "chat.completion",
@@ -123,7 +124,11 @@ class OpenAIAPI:
                     "logprobs": None,
                 }
             ],
-            "usage": _usage(envelope),
+            "usage": {  # (as _usage)
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "total_tokens": usage.total_tokens,
+            },
             "system_fingerprint": None,
             "brickwork": _facts(envelope),
         }
@@ -134,29 +139,29 @@ class OpenAIAPI:
     def _chat_request(self, key: ApiKey, body: ChatCompletionRequest) -> tuple[Request, str | None]:
         """The Brickwork request a chat request stands for, and its pass-through model."""
         metadata = dict(body.metadata or {})
-        provider, colon, model_name = body.model.partition(":")
+        model = body.model
+        provider, colon, model_name = model.partition(":")
         if colon:
             plugin = self.gateway.passthrough.get(provider)
             if plugin is None or not model_name:
                 raise PluginNotFoundError(
-                    f"no provider {provider[:64]!r} for model {body.model[:200]!r} "
+                    f"no provider {provider[:64]!r} for model {model[:200]!r} "
                     f"(providers: {', '.join(sorted(self.gateway.passthrough)) or 'none'})"
                 )
-            messages = chat_messages([(m.role, m.text()) for m in body.messages])
-            max_tokens = (
-                body.max_completion_tokens or body.max_tokens or self.gateway.settings.default_max_tokens
-            )
-            stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+            stop = body.stop
+            temperature = body.temperature
             data: dict[str, Any] | str = {
                 "model": model_name,
-                "messages": messages,
-                "max_tokens": max_tokens,
-                "temperature": body.temperature if body.temperature is not None else 0.0,
-                "stop": stop,
+                "messages": chat_messages([(m.role, m.text()) for m in body.messages]),
+                "max_tokens": (
+                    body.max_completion_tokens or body.max_tokens or self.gateway.settings.default_max_tokens
+                ),
+                "temperature": temperature if temperature is not None else 0.0,
+                "stop": [stop] if isinstance(stop, str) else list(stop or ()),
                 "stream": body.stream,
             }
-            return _request(plugin, data, key, metadata), body.model
-        ref = PluginRef.parse(body.model)
+            return Request(plugin=plugin, input=data, tenant=key.tenant, metadata=metadata), model
+        ref = PluginRef.parse(model)
         content = _last_user(body.messages)
         # What a plugin takes is only looked at for a plugin the key may use: for
         # another, the orchestrator refuses the request (and records it) unread.

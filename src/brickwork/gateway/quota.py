@@ -53,6 +53,11 @@ class KeyQuota:
             found = self._policies[key.id] = (rate, budget)
         return found
 
+    def unlimited(self, key: ApiKey) -> bool:
+        """Whether the key has no limits of its own (:meth:`admit` would give :data:`UNLIMITED`)."""
+        rate, budget = self._policy(key)
+        return rate is None and budget is None
+
     async def admit(self, key: ApiKey, *, tokens: int) -> KeyPermit:
         """Take one request (and ``tokens``) from the key's limits, or raise 429 / 402."""
         rate, budget_policy = self._policy(key)

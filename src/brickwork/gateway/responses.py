@@ -8,6 +8,7 @@ from typing import Any
 from pydantic_core import to_json
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from brickwork.contracts.errors import BrickworkError
 from brickwork.gateway.errors import error_response, internal_error_response
@@ -42,6 +43,12 @@ class JSONBytesResponse(Response):
             raw.append((b"content-length", str(len(body)).encode("latin-1")))
         raw.append((b"content-type", _JSON))
         self.raw_headers = raw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.background is not None:
+            return await super().__call__(scope, receive, send)
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 _FRAMING = (b"content-length", b"content-type")
