@@ -24,7 +24,8 @@ class JSONBytesResponse(Response):
     """A 200 (or ``status``) whose body is JSON, serialised already.
 
     ``headers`` are raw, lower-case and without ``content-length`` or
-    ``content-type``: those two are added after them, as Starlette's ``Response``
+    ``content-type`` (the list is taken, not copied): those two are added after
+    them, as Starlette's ``Response``
     adds them, so status, headers (in order) and body are what
     ``Response(body, status, headers, media_type="application/json")`` sends,
     without its generic rendering and header normalisation on every request.

@@ -84,6 +84,8 @@ class _Pending:
     end: int = 0
     #: The line to spool (the body and a newline, UTF-8), until it is written.
     line: bytes = b""
+    #: Resolved once the line is in the spool (for a caller who waits for that).
+    spooled: asyncio.Future[None] | None = None
 
 
 _Row = tuple[Any, ...]  # in the order of _ALL

@@ -139,7 +139,6 @@ class SQLiteAuditLog(_GroupCommitLog):
         # The spool (only touched on the loop's thread, but for opening):
         self._spool: Spool | None = None
         self._spooling: list[_Pending] = []  # to write to the spool
-        self._spool_waiter: asyncio.Future[None] | None = None  # their callers wait on it
         self._spool_handle: asyncio.Handle | None = None
         self._opening: asyncio.Task[None] | None = None
         self._flush_soon = False  # the flush scheduled is call_soon's, not a delay's
@@ -212,9 +211,12 @@ class SQLiteAuditLog(_GroupCommitLog):
         if self._closed:
             raise StorageError("the audit log is closed")
         loop = asyncio.get_running_loop()
-        # Shielded: the write is shared by the records of one loop iteration, and
-        # one caller's cancellation must not cancel the others' wait.
-        await asyncio.shield(self._spool_submit(_pending(record, None), loop))
+        item = _pending(record, None)
+        # Each caller its own future (not one per write): cancelling one caller
+        # must not cancel the others' wait.
+        item.spooled = loop.create_future()
+        self._spool_submit(item, loop)
+        await item.spooled
 
     def _submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
         if not self.on_loop:
@@ -239,12 +241,12 @@ class SQLiteAuditLog(_GroupCommitLog):
             raise StorageError("the audit log is in use by another event loop")
         # Records left by a closed loop (their callers are gone) go with the next batch.
         self._loop, self._flush_handle, self._handoff, self._ckpt_task = loop, None, None, None
-        self._spool_handle = self._opening = self._spool_waiter = None
+        self._spool_handle = self._opening = None
 
     # --- the spool: "process" durability on the loop ------------------------------------
 
-    def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        """Queue ``item`` for the spool; the future is done once it is written there."""
+    def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``item`` for the spool (its ``spooled`` future is done once it is there)."""
         if len(self._pending) > _MAX_BACKLOG:
             raise StorageError(
                 f"audit log {self.path}: {len(self._pending)} records wait for the database "
@@ -256,13 +258,9 @@ class SQLiteAuditLog(_GroupCommitLog):
             raise StorageError(f"call record {item.fields[1]!r} is not valid UTF-8 text: {exc}") from None
         self._adopt(loop)
         self._spooling.append(item)
-        waiter = self._spool_waiter
-        if waiter is None:
-            waiter = self._spool_waiter = loop.create_future()
         if self._spool_handle is None and self._opening is None:
             # Records queued until this runs (the rest of this loop iteration) share one write.
             self._spool_handle = loop.call_soon(self._spool_flush)
-        return waiter
 
     def _spool_flush(self) -> None:
         """Write the queued records to the spool in one ``write()``; wake their callers."""
@@ -275,15 +273,12 @@ class SQLiteAuditLog(_GroupCommitLog):
                 self._opening = loop.create_task(self._open_spool(), name="brickwork-audit-open")
             return
         batch, self._spooling = self._spooling, []
-        waiter, self._spool_waiter = self._spool_waiter, None
         if batch:
             try:
                 spool.write(b"".join(item.line for item in batch))
             except Exception as exc:
                 error = StorageError(f"audit log spool {spool.path}: {exc}")
-                _fail(batch, error)
-                if waiter is not None and not waiter.done():
-                    waiter.set_exception(error)
+                _fail_spooling(batch, error)
                 if spool.failed:  # the failed write could not be undone
                     self._abandon_spool(error)
                 return
@@ -293,8 +288,12 @@ class SQLiteAuditLog(_GroupCommitLog):
                 item.end, item.line = end, b""
             self._pending.extend(batch)
             self._schedule_ingest(urgent=any(item.future is not None for item in batch))
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+            for item in batch:
+                spooled = item.spooled
+                if spooled is not None:
+                    item.spooled = None
+                    if not spooled.done():
+                        spooled.set_result(None)
 
     def _abandon_spool(self, error: BaseException) -> None:
         """Leave this spool, and the records in it not yet committed, to recovery (ours,
@@ -307,10 +306,7 @@ class SQLiteAuditLog(_GroupCommitLog):
         left, self._pending = self._pending, []
         _fail(left, error)  # only ``append`` callers wait: the rest were answered (durable)
         waiting, self._spooling = self._spooling, []
-        waiter, self._spool_waiter = self._spool_waiter, None
-        _fail(waiting, error)
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+        _fail_spooling(waiting, error)
 
     def _maybe_cut_back(self) -> None:
         """Keep the spool short: once all of it is committed and it has grown past
@@ -335,11 +331,8 @@ class SQLiteAuditLog(_GroupCommitLog):
         except BaseException as exc:
             self._opening = None
             batch, self._spooling = self._spooling, []
-            waiter, self._spool_waiter = self._spool_waiter, None
             error = exc if isinstance(exc, StorageError) else StorageError(f"audit log: {exc!r}")
-            _fail(batch, error)
-            if waiter is not None and not waiter.done():
-                waiter.set_exception(error)
+            _fail_spooling(batch, error)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -615,6 +608,15 @@ class SQLiteAuditLog(_GroupCommitLog):
                 self._loop_conn = self._write_conn = self._ckpt_conn = self._read_conn = None
 
         await asyncio.to_thread(close)
+
+
+def _fail_spooling(batch: Sequence[_Pending], error: BaseException) -> None:
+    """Fail the callers of records that did not reach the spool."""
+    _fail(batch, error)
+    for item in batch:
+        spooled, item.spooled = item.spooled, None
+        if spooled is not None and not spooled.done() and not spooled.get_loop().is_closed():
+            spooled.set_exception(error)
 
 
 def _insert(
