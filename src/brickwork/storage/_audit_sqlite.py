@@ -19,7 +19,6 @@ from brickwork.storage._audit_chain import (
     _ALL,
     MIGRATIONS,
     VerifyReport,
-    _chain,
     _fail,
     _GroupCommitLog,
     _Pending,
@@ -27,6 +26,7 @@ from brickwork.storage._audit_chain import (
     _Row,
 )
 from brickwork.storage._audit_spool import Spool, SpoolMark, recover_spools
+from brickwork.storage._audit_sqlite_tx import _Busy, _fail_spooling, _insert
 from brickwork.storage._sqlite import connect
 
 __all__ = ["SQLiteAuditLog"]
@@ -34,9 +34,6 @@ __all__ = ["SQLiteAuditLog"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-# --- SQLite ----------------------------------------------------------------------
 
 #: Start a WAL checkpoint once about this many pages were written since the last
 #: one (SQLite's own autocheckpoint default), or a second passed and at least
@@ -57,7 +54,6 @@ _CHECKPOINT_SECONDS = 1.0
 _PAGES_PER_COMMIT = 4
 _ROW_BYTES = 250
 _BYTES_PER_PAGE = 2_048
-_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (the low byte of extended codes)
 #: Spooled records wait this long for more to share their transaction, unless this
 #: many are waiting already, or someone waits for a sequence number (``append``).
 _INGEST_DELAY = 0.005
@@ -67,13 +63,6 @@ _RETRY_DELAY = 1.0
 #: Records spooled but not yet in the database beyond which new ones are refused
 #: (the database has been failing for a while: no answers without a record).
 _MAX_BACKLOG = 100_000
-_INSERT = f"INSERT INTO audit_log ({', '.join(_ALL)}) VALUES ({', '.join('?' * len(_ALL))})"
-_HEAD = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-_MARK = "UPDATE audit_spool SET ingested = ? WHERE name = ?"
-
-
-class _Busy(Exception):
-    """Another connection holds the write lock: write this batch from a thread."""
 
 
 class SQLiteAuditLog(_GroupCommitLog):
@@ -608,48 +597,3 @@ class SQLiteAuditLog(_GroupCommitLog):
                 self._loop_conn = self._write_conn = self._ckpt_conn = self._read_conn = None
 
         await asyncio.to_thread(close)
-
-
-def _fail_spooling(batch: Sequence[_Pending], error: BaseException) -> None:
-    """Fail the callers of records that did not reach the spool."""
-    _fail(batch, error)
-    for item in batch:
-        spooled, item.spooled = item.spooled, None
-        if spooled is not None and not spooled.done() and not spooled.get_loop().is_closed():
-            spooled.set_exception(error)
-
-
-def _insert(
-    conn: sqlite3.Connection, batch: Sequence[_Pending], *, wait: bool = True, mark: SpoolMark | None = None
-) -> list[_Row]:
-    """Append ``batch`` in one transaction after the stored head (and, with ``mark``,
-    record in the same transaction how much of that spool is in the log now).
-
-    With ``wait=False`` (the loop's connection, whose busy timeout is zero) a
-    database locked by another connection raises :class:`_Busy`, with nothing written.
-    """
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if not wait and exc.sqlite_errorcode & 0xFF in _BUSY:
-            raise _Busy from exc
-        raise
-    try:
-        # The head is read under the write lock: other processes may append too.
-        rows = _chain(conn.execute(_HEAD).fetchone(), batch)
-        conn.executemany(_INSERT, rows)
-        if mark is not None:
-            conn.execute(_MARK, (mark.ingested, mark.name))
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        if (
-            not wait
-            and isinstance(exc, sqlite3.OperationalError)
-            and exc.sqlite_errorcode & 0xFF in _BUSY
-            and not conn.in_transaction
-        ):
-            raise _Busy from exc
-        raise
-    return rows
