@@ -381,3 +381,17 @@ async def test_a_record_utf8_cannot_carry_fails_alone(path: Path) -> None:
         assert await exported(log) == ["trace-1", "trace-3"]
     finally:
         await log.aclose()
+
+
+async def test_a_reader_takes_dead_spools_over_but_makes_no_spool_of_its_own(path: Path) -> None:
+    log = SQLiteAuditLog(path)
+    await log.record(call(1))
+    await log.aclose()
+    reader = SQLiteAuditLog(path)
+    try:
+        assert (await reader.verify()).count == 1
+        assert await exported(reader) == ["trace-1"]
+        assert spool_files(path) == []
+        assert spool_rows(path) == []
+    finally:
+        await reader.aclose()

@@ -163,11 +163,8 @@ class SQLiteAuditLog(_GroupCommitLog):
 
     def _open_sync(self) -> None:
         """Open the connections (and take over dead processes' spools) if not yet done."""
-        if self._write_conn is None:
-            self._write_conn = self._connect()
-        if not self._recovered:
-            recover_spools(self._write_conn, self.path, lambda c, b, m: _insert(c, b, mark=m))
-            self._recovered = True
+        self._recover_sync()
+        assert self._write_conn is not None
         if self.on_loop and self._loop_conn is None:
             # Opened here, where waiting on a lock or the disk is fine.
             conn = self._connect()
@@ -182,6 +179,14 @@ class SQLiteAuditLog(_GroupCommitLog):
             spool = Spool(self.path)
             spool.open(self._write_conn)
             self._spool = spool
+
+    def _recover_sync(self) -> None:
+        """Open the writing connection and take over dead processes' spools, once."""
+        if self._write_conn is None:
+            self._write_conn = self._connect()
+        if not self._recovered:
+            recover_spools(self._write_conn, self.path, lambda c, b, m: _insert(c, b, mark=m))
+            self._recovered = True
 
     def _mark(self, batch: Sequence[_Pending]) -> SpoolMark | None:
         """What the spool's row says once ``batch`` (spooled records, in order) is in."""
@@ -316,7 +321,7 @@ class SQLiteAuditLog(_GroupCommitLog):
 
     async def _open_spool(self) -> None:
         try:
-            await self._thread(self._open_locked)
+            await self._thread(lambda: self._locked(self._open_sync))
         except BaseException as exc:
             self._opening = None
             batch, self._spooling = self._spooling, []
@@ -329,9 +334,9 @@ class SQLiteAuditLog(_GroupCommitLog):
         if self._spooling:
             self._spool_flush()
 
-    def _open_locked(self) -> None:
+    def _locked(self, fn: Callable[[], None]) -> None:
         with self._write_lock:
-            self._open_sync()
+            fn()
 
     def _schedule_ingest(self, *, urgent: bool) -> None:
         """Commit the spooled records soon: at once if asked or many, else after a moment."""
@@ -519,18 +524,13 @@ class SQLiteAuditLog(_GroupCommitLog):
         spool, self._spool = self._spool, None
         if spool is not None:
             if spool.committed == spool.size and self._write_conn is not None and not self._pending:
-                await self._thread(lambda: self._remove_spool(spool))
+                await self._thread(lambda: self._locked(lambda: spool.remove(self._write_conn)))  # type: ignore[arg-type]
             else:
                 spool.close()
         if self._loop_conn is not None:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await asyncio.to_thread(self._checkpoint_sync)
         await self._close()
-
-    def _remove_spool(self, spool: Spool) -> None:
-        with self._write_lock:
-            assert self._write_conn is not None
-            spool.remove(self._write_conn)
 
     async def _drain(self) -> None:
         """Write and commit everything queued and spooled now (raise if the database refuses)."""
@@ -571,7 +571,8 @@ class SQLiteAuditLog(_GroupCommitLog):
         """Before reading: this process's records committed, dead processes' spools taken over."""
         await self._drain()
         if not self._recovered:
-            await self._thread(self._open_locked)
+            # (No spool of our own for a reader: only the takeover.)
+            await self._thread(lambda: self._locked(self._recover_sync))
 
     # --- reading and closing -------------------------------------------------------
 
