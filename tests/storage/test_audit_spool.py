@@ -39,6 +39,35 @@ def spool_rows(path: Path) -> list[tuple[str, int]]:
         conn.close()
 
 
+async def kill_after(script: Path, args: list[str], wanted: int) -> list[str]:
+    """Run a writer that prints each acknowledged trace id; kill -9 it after ``wanted``.
+
+    Returns every id it acknowledged (those still in the pipe at the kill too).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    acknowledged: list[str] = []
+    try:
+        async with asyncio.timeout(30):
+            while len(acknowledged) < wanted:
+                line = await proc.stdout.readline()
+                if not line:
+                    pytest.fail(f"the writer died early: {(await proc.stderr.read()).decode()}")
+                acknowledged.append(line.decode().strip())
+        proc.send_signal(signal.SIGKILL)
+        acknowledged.extend((await proc.stdout.read()).decode().split())
+        await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return acknowledged
+
+
 async def exported(log: SQLiteAuditLog) -> list[str]:
     out = io.StringIO()
     await log.export(out)
@@ -117,27 +146,7 @@ async def test_a_dead_process_s_spool_is_taken_over_without_loss_or_duplicates(
 ) -> None:
     script = tmp_path / "crasher.py"
     script.write_text(CRASHER)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(path), delay, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    acknowledged: list[str] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(acknowledged) < 300:
-                line = await proc.stdout.readline()
-                if not line:
-                    pytest.fail(f"the writer died early: {(await proc.stderr.read()).decode()}")
-                acknowledged.append(line.decode().strip())
-        proc.send_signal(signal.SIGKILL)
-        acknowledged.extend((await proc.stdout.read()).decode().split())
-        await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    acknowledged = await kill_after(script, [str(path), delay], 300)
     assert len(spool_files(path)) == 1  # left behind by the dead process
 
     after = SQLiteAuditLog(path)
@@ -249,19 +258,7 @@ async def test_a_spool_all_in_the_log_is_cut_back_and_still_recovers(
             "from brickwork.storage import _audit_sqlite, _audit_spool",
         )
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), str(path), "0.001", stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    acknowledged: list[str] = []
-    async with asyncio.timeout(30):
-        while len(acknowledged) < 1500:
-            line = await proc.stdout.readline()
-            assert line, await proc.stderr.read() if proc.stderr else b""
-            acknowledged.append(line.decode().strip())
-    proc.send_signal(signal.SIGKILL)
-    acknowledged.extend((await proc.stdout.read()).decode().split())
-    await proc.wait()
+    acknowledged = await kill_after(script, [str(path), "0.001"], 1500)
     [left] = spool_files(path)
     assert left.stat().st_size < 100_000  # cut back while it ran (without: ~450 KB)
     after = SQLiteAuditLog(path)
