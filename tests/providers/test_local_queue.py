@@ -245,12 +245,18 @@ async def test_cancelling_a_stream_reader_frees_the_model(
     received: list[str] = []
 
     async def read() -> None:
-        async for chunk in provider.stream(CompletionRequest(model=SMALL, messages=STORY, max_tokens=400)):
-            received.append(chunk.delta)
+        # The timeout is armed once the first token is in, so that it hits mid-stream
+        # however slowly this machine reaches the first token.
+        async with asyncio.timeout(None) as limit:
+            async for chunk in provider.stream(
+                CompletionRequest(model=SMALL, messages=STORY, max_tokens=400)
+            ):
+                received.append(chunk.delta)
+                if len(received) == 1:
+                    limit.reschedule(asyncio.get_running_loop().time() + 0.1)
 
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.3):
-            await read()
+        await read()
     assert received  # it was streaming when the timeout hit
     assert provider.in_flight(SMALL) == 0  # already free: the reader waited for the stop
     story = [run for run in llama.runs if "dragon" in run.label][-1]

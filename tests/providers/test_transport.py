@@ -758,6 +758,11 @@ def test_connect_failures(run: Run) -> None:
             silent.close()
             for writer in accepted:
                 writer.close()
+            for writer in accepted:
+                # Until its socket is closed (a step of the loop after close()):
+                # a loop closed first would leave it to the garbage collector.
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
             await silent.wait_closed()
 
     run(scenario())
