@@ -301,7 +301,7 @@ async def test_a_long_wal_is_truncated_at_a_checkpoint(
     # When the WAL does not start over after passive checkpoints (other processes
     # keep appending behind each one), a checkpoint that finds it long truncates it,
     # waiting briefly for the writers to pause, so it cannot grow without bound.
-    import brickwork.storage._audit_sqlite as audit_module
+    import brickwork.storage._audit_sqlite_ckpt as audit_module
 
     monkeypatch.setattr(audit_module, "_CHECKPOINT_BEHIND_PAGES", 10)
     for i in range(1, 400):

@@ -363,6 +363,65 @@ async def test_one_caller_cancelled_does_not_cancel_the_others(path: Path) -> No
         await log.aclose()
 
 
+async def test_the_first_record_of_a_loop_iteration_is_written_at_once(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first record of a loop iteration goes to the spool at once: its caller
+    # does not wait a loop iteration (an idle server's answer is not held up). The
+    # records after it in the same iteration still share one write().
+    monkeypatch.setattr(audit_sqlite, "_INGEST_DELAY", 3600.0)  # only a drain commits
+    log = SQLiteAuditLog(path)
+    try:
+        await log.record(call(1))  # opens the spool (from a thread)
+        await asyncio.sleep(0)
+        [spool] = spool_files(path)
+        coro = log.record(call(2))
+        with pytest.raises(StopIteration):
+            coro.send(None)  # done without suspending once
+        assert b'"trace_id":"trace-2"' in spool.read_bytes()
+        await asyncio.sleep(0)
+
+        writes: list[int] = []
+        assert log._spool is not None
+        real = log._spool.write
+
+        def counted(data: bytes) -> int:
+            writes.append(data.count(b"\n"))
+            return real(data)
+
+        monkeypatch.setattr(log._spool, "write", counted)
+        await asyncio.gather(*(log.record(call(i)) for i in range(3, 13)))
+        assert writes == [1, 9]
+        assert await exported(log) == [f"trace-{i}" for i in range(1, 13)]
+    finally:
+        await log.aclose()
+
+
+async def test_a_failed_write_at_once_fails_its_caller_and_the_log_goes_on(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = SQLiteAuditLog(path)
+    try:
+        await log.record(call(1))
+        await asyncio.sleep(0)
+        assert log._spool is not None
+        real = log._spool.write
+        failures = [OSError(28, "No space left on device")]
+
+        def flaky(data: bytes) -> int:
+            if failures:
+                raise failures.pop()
+            return real(data)
+
+        monkeypatch.setattr(log._spool, "write", flaky)
+        with pytest.raises(StorageError, match="No space left"):
+            await log.record(call(2))
+        await log.record(call(3))
+        assert await exported(log) == ["trace-1", "trace-3"]
+    finally:
+        await log.aclose()
+
+
 async def test_a_record_utf8_cannot_carry_fails_alone(path: Path) -> None:
     log = SQLiteAuditLog(path)
     try:

@@ -26,6 +26,7 @@ from brickwork.storage._audit_chain import (
     _Row,
 )
 from brickwork.storage._audit_spool import Spool, SpoolMark, recover_spools
+from brickwork.storage._audit_sqlite_ckpt import _Checkpoints
 from brickwork.storage._audit_sqlite_tx import _Busy, _fail_spooling, _insert
 from brickwork.storage._sqlite import connect
 
@@ -35,25 +36,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Start a WAL checkpoint once about this many pages were written since the last
-#: one (SQLite's own autocheckpoint default), or a second passed and at least
-#: :data:`_CHECKPOINT_MIN_PAGES` were (not for every record of an idle server: the
-#: checkpoint and the commit after it each cost a thread hop).
-_CHECKPOINT_PAGES = 1_000
-#: A WAL this long at a passive checkpoint (it is not starting over: several
-#: processes append) gets a truncating checkpoint too, waiting at most
-#: :data:`_TRUNCATE_WAIT_MS` for the writers to pause.
-_CHECKPOINT_BEHIND_PAGES = 4 * _CHECKPOINT_PAGES
-_TRUNCATE_WAIT_MS = 100
-_BUSY_TIMEOUT_MS = 30_000  # what connect() sets (its timeout), restored after
-_CHECKPOINT_MIN_PAGES = 100
-_CHECKPOINT_SECONDS = 1.0
-#: WAL pages a commit writes, about (measured): 4, plus a page per 2 KiB of rows
-#: (a row is its body and ~250 bytes of hashes, columns and index entries). Only
-#: used to decide when to checkpoint.
-_PAGES_PER_COMMIT = 4
-_ROW_BYTES = 250
-_BYTES_PER_PAGE = 2_048
 #: Spooled records wait this long for more to share their transaction, unless this
 #: many are waiting already, or someone waits for a sequence number (``append``).
 _INGEST_DELAY = 0.005
@@ -65,13 +47,14 @@ _RETRY_DELAY = 1.0
 _MAX_BACKLOG = 100_000
 
 
-class SQLiteAuditLog(_GroupCommitLog):
+class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
     """The audit log in a SQLite file, in WAL mode.
 
     ``durability="process"`` (the default): a record whose ``record()`` returned
     survives a crash or ``kill -9`` of the server process, which is the promise the
     gateway makes, without an fsync: ``record()`` returns once the record's line is
-    in this process's spool (one ``write()`` per loop iteration, see
+    in this process's spool (the first record of a loop iteration at once, the
+    rest of that iteration in one ``write()``, see
     :mod:`brickwork.storage._audit_spool`), and the records are committed a few
     milliseconds later, many per transaction, with ``synchronous=NORMAL``. Such a
     commit is only a write into the OS's page cache, so it is made on the event
@@ -206,6 +189,8 @@ class SQLiteAuditLog(_GroupCommitLog):
             raise StorageError("the audit log is closed")
         loop = asyncio.get_running_loop()
         item = _pending(record, None)
+        if self._spool_now(item, loop):
+            return  # in the spool already: no wait (see _spool_now)
         # Each caller its own future (not one per write): cancelling one caller
         # must not cancel the others' wait.
         item.spooled = loop.create_future()
@@ -239,8 +224,27 @@ class SQLiteAuditLog(_GroupCommitLog):
 
     # --- the spool: "process" durability on the loop ------------------------------------
 
-    def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
-        """Queue ``item`` for the spool (its ``spooled`` future is done once it is there)."""
+    def _spool_now(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> bool:
+        """Write ``item`` to the spool at once when it is the first record of this loop
+        iteration (nothing queued, the spool open), and say so; raise if that failed.
+
+        Its caller then needs no future nor a loop iteration of waiting (the record
+        is as durable as after a queued write). The records after it in the same
+        iteration queue behind a flush scheduled here, and share one ``write()``.
+        """
+        if self._spool_handle is not None or self._loop is not loop or self._spooling:
+            return False
+        spool = self._spool
+        if spool is None or not spool.is_open or self._opening is not None:
+            return False
+        self._line(item)
+        self._spool_handle = loop.call_soon(self._spool_flush)
+        error = self._spool_write(spool, [item])
+        if error is not None:
+            raise error
+        return True
+
+    def _line(self, item: _Pending) -> None:
         if len(self._pending) > _MAX_BACKLOG:
             raise StorageError(
                 f"audit log {self.path}: {len(self._pending)} records wait for the database "
@@ -250,6 +254,10 @@ class SQLiteAuditLog(_GroupCommitLog):
             item.line = (item.body + "\n").encode()
         except UnicodeEncodeError as exc:
             raise StorageError(f"call record {item.fields[1]!r} is not valid UTF-8 text: {exc}") from None
+
+    def _spool_submit(self, item: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue ``item`` for the spool (its ``spooled`` future is done once it is there)."""
+        self._line(item)
         self._adopt(loop)
         self._spooling.append(item)
         if self._spool_handle is None and self._opening is None:
@@ -259,6 +267,8 @@ class SQLiteAuditLog(_GroupCommitLog):
     def _spool_flush(self) -> None:
         """Write the queued records to the spool in one ``write()``; wake their callers."""
         self._spool_handle = None
+        if not self._spooling:
+            return  # (written at once by ``_spool_now``)
         loop = self._loop
         assert loop is not None
         spool = self._spool
@@ -267,27 +277,32 @@ class SQLiteAuditLog(_GroupCommitLog):
                 self._opening = loop.create_task(self._open_spool(), name="brickwork-audit-open")
             return
         batch, self._spooling = self._spooling, []
-        if batch:
-            try:
-                spool.write(b"".join(item.line for item in batch))
-            except Exception as exc:
-                error = StorageError(f"audit log spool {spool.path}: {exc}")
-                _fail_spooling(batch, error)
-                if spool.failed:  # the failed write could not be undone
-                    self._abandon_spool(error)
-                return
-            end = spool.size - sum(len(item.line) for item in batch)
-            for item in batch:
-                end += len(item.line)
-                item.end, item.line = end, b""
-            self._pending.extend(batch)
-            self._schedule_ingest(urgent=any(item.future is not None for item in batch))
+        if batch and self._spool_write(spool, batch) is None:
             for item in batch:
                 spooled = item.spooled
                 if spooled is not None:
                     item.spooled = None
                     if not spooled.done():
                         spooled.set_result(None)
+
+    def _spool_write(self, spool: Spool, batch: list[_Pending]) -> StorageError | None:
+        """Write ``batch`` in one ``write()`` and queue it for the database; the error
+        (its waiting callers failed with it) if the write failed."""
+        try:
+            spool.write(b"".join(item.line for item in batch))
+        except Exception as exc:
+            error = StorageError(f"audit log spool {spool.path}: {exc}")
+            _fail_spooling(batch, error)
+            if spool.failed:  # the failed write could not be undone
+                self._abandon_spool(error)
+            return error
+        end = spool.size - sum(len(item.line) for item in batch)
+        for item in batch:
+            end += len(item.line)
+            item.end, item.line = end, b""
+        self._pending.extend(batch)
+        self._schedule_ingest(urgent=any(item.future is not None for item in batch))
+        return None
 
     def _abandon_spool(self, error: BaseException) -> None:
         """Leave this spool, and the records in it not yet committed, to recovery (ours,
@@ -401,9 +416,7 @@ class SQLiteAuditLog(_GroupCommitLog):
         self._committed(batch, rows, mark)
         if self._pending:
             self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
-        size = sum(len(item.body) for item in batch) + _ROW_BYTES * len(batch)
-        self._unchecked_pages += _PAGES_PER_COMMIT + size // _BYTES_PER_PAGE
-        self._maybe_checkpoint()
+        self._count_commit(batch)
 
     def _committed(self, batch: list[_Pending], rows: list[_Row], mark: SpoolMark | None) -> None:
         self._ingest_error = None
@@ -453,54 +466,6 @@ class SQLiteAuditLog(_GroupCommitLog):
         self._committed(batch, rows, mark)
         if self._pending and self._flush_handle is None and self._loop is not None:
             self._flush_handle, self._flush_soon = self._loop.call_soon(self._flush), True
-
-    # --- checkpoints -----------------------------------------------------------------
-
-    def _maybe_checkpoint(self) -> None:
-        if self._ckpt_task is not None or self._loop is None:
-            return
-        pages = self._unchecked_pages
-        if pages >= _CHECKPOINT_PAGES or (
-            pages >= _CHECKPOINT_MIN_PAGES and time.monotonic() - self._last_checkpoint >= _CHECKPOINT_SECONDS
-        ):
-            self._unchecked_pages = 0
-            self._ckpt_task = self._loop.create_task(self._checkpoint(), name="brickwork-audit-checkpoint")
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL into the database from a thread, so that the WAL stays short.
-
-        Passive: it never waits for, nor holds up, a writer. Loop commits made
-        meanwhile stay in the WAL; the next commit goes through a thread that first
-        checkpoints those too, so the WAL can start over from its beginning.
-        """
-        try:
-            with contextlib.suppress(sqlite3.Error, OSError):  # housekeeping: the next one retries
-                await asyncio.to_thread(self._checkpoint_sync)
-                self._restart_in_thread = True
-        finally:
-            self._ckpt_task = None
-            self._last_checkpoint = time.monotonic()
-
-    def _checkpoint_sync(self) -> None:
-        with self._ckpt_lock:
-            if self._ckpt_conn is None:
-                self._ckpt_conn = self._connect()
-            conn = self._ckpt_conn
-            _, log_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            self.checkpoints += 1
-            if log_pages >= _CHECKPOINT_BEHIND_PAGES:
-                # The WAL is not starting over (other processes keep appending
-                # behind every passive checkpoint, or a long read holds an old
-                # snapshot): wait briefly for
-                # a quiet moment, copy everything and truncate the WAL. Writers that
-                # meet the lock meanwhile hand their batch to a thread; if no quiet
-                # moment comes, give up until the next checkpoint.
-                conn.execute(f"PRAGMA busy_timeout={_TRUNCATE_WAIT_MS}")
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-                    self.truncations += 1
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
 
     async def aclose(self) -> None:
         """Write every pending record, checkpoint the WAL, then close the database."""

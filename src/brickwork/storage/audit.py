@@ -33,9 +33,11 @@ continues from the last committed row.
 commit's fsync must not stall the event loop. SQLite with the default
 ``durability="process"`` only has to survive a crash of the server process, and a
 ``write()`` into a file does that as well as a commit does. So a record is first
-*spooled*: the records of one loop iteration are appended, one canonical-JSON
-line each, to this process's spool file (``<database>-spool-<pid>-<random>``) in
-one ``write()``, and their callers are answered. A few milliseconds later (at
+*spooled*: appended, one canonical-JSON line each, to this process's spool file
+(``<database>-spool-<pid>-<random>``), and its caller is answered. The first
+record of a loop iteration is written at once, so its caller goes on without
+waiting (an idle server's answer is not held up); the records after it in the
+same iteration share one ``write()`` at the iteration's end. A few milliseconds later (at
 once for :meth:`append`, which returns the sequence number) the spooled records
 are committed to the chain, many per transaction; the transaction also records
 how much of the spool is in, so a record is never chained twice. A process that
