@@ -9,7 +9,7 @@ paths of the same code:
 * ``spool``: the default; ``record()`` returns once the record is in the
   process's spool file (the first of a loop iteration at once, the others of that
   iteration in one ``write()``), and the records are
-  committed a few milliseconds later, many per transaction, on the loop's thread.
+  committed within about 50 ms, many per transaction, on the loop's thread.
 * ``loop``: ``spool=False``; a batch is committed on the event loop's thread, in a
   ``loop.call_soon`` callback, before ``record()`` returns.
 * ``thread``: ``thread_writes=True``; every batch goes to a thread by

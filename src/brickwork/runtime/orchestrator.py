@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,14 +71,22 @@ __all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
 log = logging.getLogger(__name__)
 
 #: Trace ids need to be unique, not secret: a PRNG seeded from the OS (and reseeded
-#: in a forked child) gives 128 random bits without a system call per request.
+#: in a forked child) gives the random bits without a system call per request.
 _trace_rng = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _trace_rng.seed(os.urandom(32)))
 
 
 def new_trace_id() -> str:
-    """32 hex digits, like ``secrets.token_hex(16)``."""
-    return f"{_trace_rng.getrandbits(128):032x}"
+    """32 hex digits: the time in milliseconds (12), then 80 random bits (20).
+
+    Time first, like a UUIDv7, so that ids made one after another sort together:
+    the audit log's index on ``trace_id`` then takes a batch of records into one or
+    two B-tree pages, where random ids would each dirty a page of their own (about
+    6 KB more written per record, to the WAL and again at checkpoints). The 80
+    random bits keep ids unique within a millisecond, and the right-most 7 bytes
+    random, as W3C Trace Context asks of a trace id.
+    """
+    return f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}{_trace_rng.getrandbits(80):020x}"
 
 
 class VersionSelector:

@@ -6,7 +6,7 @@ process, and a ``write()`` into a file does that as well as a SQLite commit does
 row, index and WAL page writes and half a dozen file locks. So each process
 appends its records' canonical JSON, one line each, to a spool file of its own
 (``<database>-spool-<pid>-<random>``), wakes the callers, and moves the records
-into the hash-chained table a few milliseconds later, many per transaction.
+into the hash-chained table within about 50 ms, many per transaction.
 
 Nothing is lost or written twice:
 

@@ -37,7 +37,7 @@ commit's fsync must not stall the event loop. SQLite with the default
 (``<database>-spool-<pid>-<random>``), and its caller is answered. The first
 record of a loop iteration is written at once, so its caller goes on without
 waiting (an idle server's answer is not held up); the records after it in the
-same iteration share one ``write()`` at the iteration's end. A few milliseconds later (at
+same iteration share one ``write()`` at the iteration's end. Within about 50 ms (at
 once for :meth:`append`, which returns the sequence number) the spooled records
 are committed to the chain, many per transaction; the transaction also records
 how much of the spool is in, so a record is never chained twice. A process that
@@ -64,7 +64,7 @@ fsync its header, about once per checkpoint.)
 :meth:`aclose` commits every pending record (and removes the spool), then
 checkpoints. :meth:`verify` and :meth:`export` first commit this process's
 spooled records, so they see everything recorded so far (another live process's
-records show once it commits them, a few milliseconds after it recorded them).
+records show once it commits them, within about 50 ms after it recorded them).
 ``SQLiteAuditLog(..., spool=False)`` commits before answering instead (the way
 before the spool; about three times the CPU and latency per record).
 
