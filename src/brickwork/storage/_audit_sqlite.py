@@ -60,8 +60,8 @@ class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
     gateway makes, without an fsync: ``record()`` returns once the record's line is
     in this process's spool (the first record of a loop iteration at once, the
     rest of that iteration in one ``write()``, see
-    :mod:`brickwork.storage._audit_spool`), and the records are committed a few
-    milliseconds later, many per transaction, with ``synchronous=NORMAL``. Such a
+    :mod:`brickwork.storage._audit_spool`), and the records are committed within
+    about 50 ms, many per transaction, with ``synchronous=NORMAL``. Such a
     commit is only a write into the OS's page cache, so it is made on the event
     loop's thread, without a hop to a thread and back (see the module docstring).
     ``spool=False`` commits before ``record()`` returns instead.
