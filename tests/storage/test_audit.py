@@ -341,31 +341,40 @@ CRASHER = textwrap.dedent(
 )
 
 
-async def test_every_acknowledged_record_survives_sigkill(store_url: str, tmp_path: Path) -> None:
-    script = tmp_path / "crasher.py"
-    script.write_text(CRASHER)
+async def kill_after(script: Path, args: list[str], wanted: int) -> list[str]:
+    """Run a writer that prints a line per acknowledged record; kill -9 it after ``wanted``.
+
+    Returns every line it acknowledged (those still in the pipe at the kill too).
+    """
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), store_url, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        sys.executable, str(script), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
-    acknowledged: list[int] = []
+    acknowledged: list[str] = []
     try:
         async with asyncio.timeout(30):
-            while len(acknowledged) < 400:
+            while len(acknowledged) < wanted:
                 line = await proc.stdout.readline()
                 if not line:
                     pytest.fail(f"the writer died early: {(await proc.stderr.read()).decode()}")
-                acknowledged.append(int(line))
-        proc.send_signal(signal.SIGKILL)  # mid-stream: batches are in flight
-        rest = await proc.stdout.read()  # acknowledged before it died, still in the pipe
-        acknowledged.extend(int(x) for x in rest.split())
+                acknowledged.append(line.decode().strip())
+        proc.send_signal(signal.SIGKILL)
+        acknowledged.extend((await proc.stdout.read()).decode().split())
         await proc.wait()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    return acknowledged
+
+
+async def test_every_acknowledged_record_survives_sigkill(store_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    # Killed mid-stream: batches are in flight.
+    acknowledged = [int(x) for x in await kill_after(script, [store_url], 400)]
     assert len(set(acknowledged)) == len(acknowledged)
 
     after = open_audit_log(store_url)

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_audit import call, independent_check
+from test_audit import call, independent_check, kill_after
 
 from brickwork.contracts.errors import StorageError
 from brickwork.storage import SQLiteAuditLog
@@ -37,35 +37,6 @@ def spool_rows(path: Path) -> list[tuple[str, int]]:
         return [(str(name), int(n)) for name, n in conn.execute("SELECT name, ingested FROM audit_spool")]
     finally:
         conn.close()
-
-
-async def kill_after(script: Path, args: list[str], wanted: int) -> list[str]:
-    """Run a writer that prints each acknowledged trace id; kill -9 it after ``wanted``.
-
-    Returns every id it acknowledged (those still in the pipe at the kill too).
-    """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    acknowledged: list[str] = []
-    try:
-        async with asyncio.timeout(30):
-            while len(acknowledged) < wanted:
-                line = await proc.stdout.readline()
-                if not line:
-                    pytest.fail(f"the writer died early: {(await proc.stderr.read()).decode()}")
-                acknowledged.append(line.decode().strip())
-        proc.send_signal(signal.SIGKILL)
-        acknowledged.extend((await proc.stdout.read()).decode().split())
-        await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return acknowledged
 
 
 async def exported(log: SQLiteAuditLog) -> list[str]:
