@@ -34,10 +34,10 @@ commit's fsync must not stall the event loop. SQLite with the default
 ``durability="process"`` only has to survive a crash of the server process, and a
 ``write()`` into a file does that as well as a commit does. So a record is first
 *spooled*: appended, one canonical-JSON line each, to this process's spool file
-(``<database>-spool-<pid>-<random>``), and its caller is answered. The first
-record of a loop iteration is written at once, so its caller goes on without
-waiting (an idle server's answer is not held up); the records after it in the
-same iteration share one ``write()`` at the iteration's end. Within about 50 ms (at
+(``<database>-spool-<pid>-<random>``), and its caller is answered. Each record
+is written at once, so its caller goes on without suspending (one small
+``write()`` costs less than the task step that waiting for a shared one would);
+records queue and share a write only while the spool is being opened. Within about 50 ms (at
 once for :meth:`append`, which returns the sequence number) the spooled records
 are committed to the chain, many per transaction; the transaction also records
 how much of the spool is in, so a record is never chained twice. A process that
