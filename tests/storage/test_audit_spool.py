@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -368,6 +369,26 @@ async def test_each_record_is_written_at_once(path: Path, monkeypatch: pytest.Mo
                 record.send(None)
         assert writes == [1] * 10
         assert await exported(log) == [f"trace-{i}" for i in range(1, 13)]
+    finally:
+        await log.aclose()
+
+
+async def test_a_caller_recording_in_a_loop_that_never_suspends_lets_the_commit_run(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written at once, a record does not suspend its caller; once a commit is due,
+    # records queue (and suspend) so that the loop runs it.
+    monkeypatch.setattr(audit_sqlite, "_INGEST_DELAY", 0.005)
+    log = SQLiteAuditLog(path)
+    try:
+        await log.record(call(0))
+        assert log._spool is not None
+        deadline = time.monotonic() + 5
+        n = 1
+        while log._spool.committed == 0 and time.monotonic() < deadline:
+            await log.record(call(n))
+            n += 1
+        assert log._spool.committed > 0, f"{n} records, none committed"
     finally:
         await log.aclose()
 

@@ -235,11 +235,12 @@ class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
         Its caller then goes on without suspending: a ``write()`` of one line costs
         about a microsecond, where waiting for a shared write at the end of the
         loop iteration costs a future, a task step and the resumption of every
-        coroutine up the request's stack (``bench/gateway.py``: ~14 µs of CPU per
-        request more at concurrency 16). Records queue (and share a write) while
-        the spool is being opened, behind records already queued, and while a
-        commit is due: a caller recording in a loop that never suspends otherwise
-        would keep the loop from ever running the commit.
+        coroutine up the request's stack (``bench/gateway.py`` at concurrency 16:
+        5-14 µs of CPU per request more, in three same-run comparisons). Records
+        queue (and share a write) while the spool is being opened, behind records
+        already queued, and while a commit is due: a caller recording in a loop
+        that never suspends otherwise would keep the loop from ever running the
+        commit.
         """
         if self._loop is not loop or self._spooling:
             return False

@@ -37,7 +37,8 @@ commit's fsync must not stall the event loop. SQLite with the default
 (``<database>-spool-<pid>-<random>``), and its caller is answered. Each record
 is written at once, so its caller goes on without suspending (one small
 ``write()`` costs less than the task step that waiting for a shared one would);
-records queue and share a write only while the spool is being opened. Within about 50 ms (at
+records queue and share a write only while the spool is being opened or a commit
+is due (so that a caller recording in a tight loop lets the commit run). Within about 50 ms (at
 once for :meth:`append`, which returns the sequence number) the spooled records
 are committed to the chain, many per transaction; the transaction also records
 how much of the spool is in, so a record is never chained twice. A process that
