@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal, TextIO, TypeVar, cast
+from typing import Literal, TextIO, TypeVar
 
 from brickwork.contracts.errors import ConfigurationError, StorageError
 from brickwork.runtime.recording import CallRecord
@@ -245,8 +245,10 @@ class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
         if self._loop is not loop or self._spooling:
             return False
         due = self._flush_handle
-        if due is not None and (self._flush_soon or loop.time() >= cast(asyncio.TimerHandle, due).when()):
-            return False
+        if due is not None:
+            when = None if self._flush_soon else getattr(due, "when", None)  # (a timer's)
+            if when is None or loop.time() >= when():
+                return False
         spool = self._spool
         if spool is None or not spool.is_open or self._opening is not None:
             return False
