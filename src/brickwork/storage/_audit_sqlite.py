@@ -236,11 +236,11 @@ class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
         about a microsecond, where waiting for a shared write at the end of the
         loop iteration costs a future, a task step and the resumption of every
         coroutine up the request's stack (``bench/gateway.py`` at concurrency 16:
-        5-14 µs of CPU per request more, in three same-run comparisons). Records
-        queue (and share a write) while the spool is being opened, behind records
-        already queued, and while a commit is due: a caller recording in a loop
-        that never suspends otherwise would keep the loop from ever running the
-        commit.
+        13.8, 0.4 and 6.0 µs of CPU per request more in three same-run comparisons,
+        +2 to +5 % RPS). Records queue (and share a write) while the spool is
+        being opened, behind records already queued, and while a commit is due: a
+        caller recording in a loop that never suspends otherwise would keep the
+        loop from ever running the commit.
         """
         if self._loop is not loop or self._spooling:
             return False
