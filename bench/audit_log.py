@@ -7,8 +7,8 @@ one ``record()`` and the mean number of records per transaction, for three write
 paths of the same code:
 
 * ``spool``: the default; ``record()`` returns once the record is in the
-  process's spool file (the first of a loop iteration at once, the others of that
-  iteration in one ``write()``), and the records are
+  process's spool file (one ``write()`` per record, made at once; records queue
+  and share a write only while the spool opens or a commit is due), and the records are
   committed within about 50 ms, many per transaction, on the loop's thread.
 * ``loop``: ``spool=False``; a batch is committed on the event loop's thread, in a
   ``loop.call_soon`` callback, before ``record()`` returns.
