@@ -606,6 +606,82 @@ async def test_streams_spend_the_budget_even_when_read_only_in_part(build: Build
     assert len(provider.calls) == 2
 
 
+async def test_a_stream_that_fails_to_open_is_retried_until_its_first_chunk(
+    build: Build, clock: FakeClock
+) -> None:
+    clock.autojump = True
+    provider = FakeProvider("fake").fail(server_error(), times=2).enqueue("third time")
+    orch = build(streamer(retry={"max_attempts": 3}), providers=[provider])
+
+    envelope = await orch.handle({"plugin": "streamer", "input": "go"})
+
+    assert envelope.output == {"text": "third time"}
+    assert len(provider.calls) == 3
+    assert len(clock.sleeps) == 2  # the policy's backoff between the attempts
+    assert envelope.usage.calls == 1  # only the stream that flowed is billed
+
+
+class GuardedStreamer(Streamer):
+    """Streams; turns model errors into an answer, so only the model breaker is exercised."""
+
+    name = "guarded-streamer"
+    policy = Guarded.policy.merged({"timeout": {"total": 5}})
+
+    async def run(self, input: WriteIn, ctx: Context) -> WriteOut:
+        try:
+            return await super().run(input, ctx)
+        except BrickworkError as exc:
+            return WriteOut(text=exc.code)
+
+
+async def test_model_breaker_counts_streams_and_opens_for_them(build: Build, clock: FakeClock) -> None:
+    provider = FakeProvider("fake").fail(server_error(), times=3)
+    orch = build(GuardedStreamer, providers=[provider])
+
+    async def ask() -> str:
+        return str((await orch.handle({"plugin": "guarded-streamer", "input": "go"})).output["text"])
+
+    assert [await ask() for _ in range(3)] == ["provider_unavailable"] * 3
+    assert [await ask() for _ in range(3)] == ["circuit_open"] * 3
+    assert len(provider.calls) == 3  # open: no stream is opened
+
+    clock.advance(10)
+    assert [await ask() for _ in range(3)] == ["fake reply"] * 3  # the two trials closed it
+    assert len(provider.calls) == 6
+
+
+async def test_an_open_model_breaker_sends_a_stream_to_the_next_model(build: Build) -> None:
+    first = FakeProvider("fake").fail(server_error(), times=3)
+    second = FakeProvider("backup")
+    orch = build(
+        type(
+            "TwoStreamers",
+            (GuardedStreamer,),
+            {"policy": GuardedStreamer.policy.merged({"fallback": {"models": ["backup:tiny"]}})},
+        ),
+        providers=[first, second],
+    )
+
+    for _ in range(5):
+        envelope = await orch.handle({"plugin": "guarded-streamer", "input": "go"})
+        assert envelope.output == {"text": "fake reply"}
+
+    assert len(first.calls) == 3  # its breaker opened after three failures
+    assert len(second.calls) == 5
+    assert envelope.warnings == ["model fake:small failed (circuit_open); trying next"]
+
+
+async def test_a_stream_its_reader_stops_early_is_no_failure_for_the_breaker(build: Build) -> None:
+    provider = FakeProvider("fake")
+    orch = build(GuardedStreamer, providers=[provider])
+
+    for _ in range(4):  # three failures would open it (min_calls 3, failure ratio 1)
+        envelope = await orch.handle({"plugin": "guarded-streamer", "input": {"text": "go", "calls": 0}})
+        assert envelope.output == {"text": "fake "}
+
+    assert len(provider.calls) == 4
+
+
 async def test_circuit_open_error_carries_retry_after(build: Build, clock: FakeClock) -> None:
     class Strict(Writer):
         name = "strict"

@@ -21,7 +21,7 @@ from brickwork.contracts.errors import (
     RetriesExhaustedError,
 )
 from brickwork.contracts.policy import BreakerPolicy
-from brickwork.state.base import BreakerOutcome, StateBackend
+from brickwork.state.base import BreakerMode, BreakerOutcome, BreakerPermit, StateBackend
 
 __all__ = ["CircuitBreaker", "outcome_of"]
 
@@ -75,13 +75,10 @@ class CircuitBreaker:
         self.label = label
 
     async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        # (acquire(), written out: one coroutine less on every request)
         permit = await self.state.breaker_acquire(self.key, self.policy, now=self.clock.time())
         if not permit.allowed:
-            raise CircuitOpenError(
-                f"circuit for {self.label} is {permit.mode.replace('_', '-')}",
-                plugin=self.label,
-                retry_after=permit.retry_after,
-            )
+            raise self._refusal(permit)
         started = self.clock.now()
         error: BaseException | None = None
         try:
@@ -90,15 +87,37 @@ class CircuitBreaker:
             error = exc
             raise
         finally:
-            recording = self.state.breaker_record(
-                self.key,
-                self.policy,
-                now=self.clock.time(),
-                outcome=outcome_of(error),
-                latency=self.clock.now() - started,
-                permit=permit,
-            )
-            if isinstance(error, asyncio.CancelledError):
-                await asyncio.shield(recording)  # record even while being cancelled
-            else:
-                await recording  # no extra task on the hot path
+            await self.record(permit, started, error)
+
+    async def acquire(self) -> BreakerPermit:
+        """A permit for one call, for what :meth:`call` cannot wrap (a stream being
+        read); raises :class:`CircuitOpenError` when the breaker refuses. Pair it
+        with :meth:`record`."""
+        permit = await self.state.breaker_acquire(self.key, self.policy, now=self.clock.time())
+        if not permit.allowed:
+            raise self._refusal(permit)
+        return permit
+
+    def record(
+        self, permit: BreakerPermit, started: float, error: BaseException | None
+    ) -> Awaitable[BreakerMode]:
+        """Count how the call of ``permit`` ended (``error``: ``None`` for success),
+        ``started`` at ``clock.now()``; await it. Recorded even while being cancelled."""
+        recording = self.state.breaker_record(
+            self.key,
+            self.policy,
+            now=self.clock.time(),
+            outcome=outcome_of(error),
+            latency=self.clock.now() - started,
+            permit=permit,
+        )
+        if isinstance(error, asyncio.CancelledError):
+            return asyncio.shield(recording)
+        return recording  # no extra task on the hot path
+
+    def _refusal(self, permit: BreakerPermit) -> CircuitOpenError:
+        return CircuitOpenError(
+            f"circuit for {self.label} is {permit.mode.replace('_', '-')}",
+            plugin=self.label,
+            retry_after=permit.retry_after,
+        )

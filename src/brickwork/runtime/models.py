@@ -215,6 +215,11 @@ class BoundModel:
     ) -> AsyncIterator[StreamChunk]:
         """Stream from the first model whose stream opens; no fallback once tokens flowed.
 
+        Until the first chunk, each model gets what a call gets: its breaker (an
+        open one is skipped), the retry policy and the per-attempt limit. After
+        that, only the run's deadline times each chunk; how the stream ended counts
+        for the breaker (a reader that stopped early is no failure).
+
         The budget is reserved before the stream opens and settled with what it used.
         A stream the plugin stops reading is closed, and accounted for, when the run
         ends (see :meth:`aclose`); without a usage report from the provider, input
@@ -242,7 +247,7 @@ class BoundModel:
     ) -> AsyncGenerator[StreamChunk, None]:
         msgs = _messages(messages)
         errors: list[BrickworkError] = []
-        for model_id in self.chain:
+        for position, model_id in enumerate(self.chain):
             provider = self.providers.get(model_id)
             request = CompletionRequest(
                 model=model_id.model, messages=msgs, max_tokens=max_tokens, temperature=temperature
@@ -255,49 +260,83 @@ class BoundModel:
             received = 0
             started = False
             try:
-                hold = await self._reserve(price.cost(estimate))
+                # The model's breaker and retries as for a call, until the first chunk:
+                # once tokens flowed, the stream is never tried again.
+                breaker = self._model_breaker(model_id)
+                permit = None if breaker is None else await breaker.acquire()
+                opened = self.clock.now()
+                failure: BaseException | None = None
                 try:
-                    # Only the wait for each chunk is timed, never the ``yield``: a
-                    # timeout around a yield would fire in the consumer's code, where
-                    # it cannot be told from a cancellation of the whole request.
-                    chunks = provider.stream(request).__aiter__()
+                    hold = await self._reserve(price.cost(estimate))
                     try:
-                        while True:
-                            try:
-                                async with self.clock.timeout(self.deadline.remaining()):
-                                    chunk = await chunks.__anext__()
-                            except StopAsyncIteration:
-                                break
-                            except TimeoutError:
-                                raise ProviderTimeoutError(
-                                    f"stream from {model_id} passed the run's deadline", plugin=self.plugin
-                                ) from None
-                            started = True
-                            received += 1
-                            if chunk.usage is not None:
-                                usage = chunk.usage.model_copy(update={"calls": 1})
-                            yield chunk
+                        chunks, chunk = await self._retried(
+                            model_id, functools.partial(self._open_stream, model_id, provider, request)
+                        )
+                        try:
+                            while chunk is not None:
+                                started = True
+                                received += 1
+                                if chunk.usage is not None:
+                                    usage = chunk.usage.model_copy(update={"calls": 1})
+                                # Only the wait for each chunk is timed (_next_chunk), never
+                                # the ``yield``: a timeout around a yield would fire in the
+                                # consumer's code, where it cannot be told from a
+                                # cancellation of the whole request.
+                                yield chunk
+                                chunk = await self._next_chunk(model_id, chunks)
+                        finally:
+                            await _close(chunks)
                     finally:
-                        close = getattr(chunks, "aclose", None)
-                        if close is not None:
-                            await close()
+                        # Tokens that flowed were paid for, whether or not the stream ended well.
+                        spent = 0.0
+                        if started:
+                            if usage is None:
+                                usage = Usage(input_tokens=estimate.input_tokens, output_tokens=received)
+                            usage = usage.model_copy(update={"calls": 1})
+                            self._account(model_id, usage, price)
+                            spent = price.cost(usage)
+                        await self._settle(hold, spent)
+                except GeneratorExit:
+                    raise  # the reader stopped early: no fault of the model's
+                except BaseException as exc:
+                    failure = exc
+                    raise
                 finally:
-                    # Tokens that flowed were paid for, whether or not the stream ended well.
-                    spent = 0.0
-                    if started:
-                        if usage is None:
-                            usage = Usage(input_tokens=estimate.input_tokens, output_tokens=received)
-                        usage = usage.model_copy(update={"calls": 1})
-                        self._account(model_id, usage, price)
-                        spent = price.cost(usage)
-                    await self._settle(hold, spent)
+                    if breaker is not None and permit is not None:
+                        await breaker.record(permit, opened, failure)
             except BrickworkError as exc:
                 if started or exc.code not in self.policy.fallback.on:
                     raise
                 errors.append(exc)
+                if position < len(self.chain) - 1:
+                    self.account.warnings.append(f"model {model_id} failed ({exc.code}); trying next")
                 continue
             return
         raise self._exhausted(errors)
+
+    async def _open_stream(
+        self, model_id: ModelId, provider: Provider, request: CompletionRequest
+    ) -> tuple[AsyncIterator[StreamChunk], StreamChunk | None]:
+        """Open a stream and wait for its first chunk (``None``: it ended without one)."""
+        chunks = provider.stream(request).__aiter__()
+        try:
+            return chunks, await self._next_chunk(model_id, chunks)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                await _close(chunks)
+            raise
+
+    async def _next_chunk(self, model_id: ModelId, chunks: AsyncIterator[StreamChunk]) -> StreamChunk | None:
+        """The stream's next chunk, within the run's deadline; ``None`` at its end."""
+        try:
+            async with self.clock.timeout(self.deadline.remaining()):
+                return await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise ProviderTimeoutError(
+                f"stream from {model_id} passed the run's deadline", plugin=self.plugin
+            ) from None
 
     async def embed(
         self, texts: Sequence[str], *, purpose: Literal["query", "passage"] = "query"
@@ -365,6 +404,24 @@ class BoundModel:
 
     async def _guarded(self, model_id: ModelId, call: Callable[[], Awaitable[T]]) -> T:
         """Breaker (plugin + provider) around retries around one timed attempt."""
+        breaker = self._model_breaker(model_id)
+        if breaker is None:
+            return await self._retried(model_id, call)
+        return await breaker.call(functools.partial(self._retried, model_id, call))
+
+    def _model_breaker(self, model_id: ModelId) -> CircuitBreaker | None:
+        """This plugin's breaker for ``model_id``'s provider; ``None`` without one."""
+        policy = self.policy.breaker
+        if policy is None or not self.breaker_per_model:
+            return None
+        key = f"breaker:model:{self.plugin}:{model_id.provider}"
+        label = f"{self.plugin} via {model_id.provider}"
+        if self.breakers is not None:
+            return self.breakers(key, policy, label)
+        return CircuitBreaker(key, policy, self.state, self.clock, label=label)
+
+    def _retried(self, model_id: ModelId, call: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        """The policy's retries around one timed attempt of ``call``."""
 
         async def attempt(_n: int) -> T:
             if (
@@ -384,21 +441,9 @@ class BoundModel:
                     f"{model_id} did not answer within {budget:.3g}s", plugin=self.plugin
                 ) from None
 
-        def retried() -> Awaitable[T]:
-            if self.policy.retry is None:
-                return attempt(1)
-            return Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
-
-        policy = self.policy.breaker
-        if policy is None or not self.breaker_per_model:
-            return await retried()
-        key = f"breaker:model:{self.plugin}:{model_id.provider}"
-        label = f"{self.plugin} via {model_id.provider}"
-        if self.breakers is not None:
-            breaker = self.breakers(key, policy, label)
-        else:
-            breaker = CircuitBreaker(key, policy, self.state, self.clock, label=label)
-        return await breaker.call(retried)
+        if self.policy.retry is None:
+            return attempt(1)
+        return Retry(self.policy.retry, self.clock, self.rng).call(attempt, deadline=self.deadline)
 
     async def _metered(
         self,
@@ -465,3 +510,9 @@ def _usage_attributes(span: Any, result: object) -> None:
     finish = getattr(result, "finish_reason", None)
     if isinstance(finish, str):
         span.set_attribute("gen_ai.response.finish_reasons", [finish])
+
+
+async def _close(chunks: AsyncIterator[StreamChunk]) -> None:
+    close = getattr(chunks, "aclose", None)
+    if close is not None:
+        await close()
