@@ -129,6 +129,17 @@ async def test_cache_drops_the_least_recently_used_past_its_size() -> None:
     assert await state.cache_get("c", now=1.0) == b"3"
 
 
+async def test_one_kind_of_entry_never_evicts_another() -> None:
+    # The gateway's idempotent replies ("idem:") must outlive a burst of cached
+    # responses ("cache:"): each kind has its own least-recently-used bound.
+    state = MemoryState(max_cache_entries=2)
+    await state.cache_set("idem:first", b"answer", ttl=60.0, now=0.0)
+    for n in range(5):
+        await state.cache_set(f"cache:{n}", b"x", ttl=60.0, now=0.0)
+    assert await state.cache_get("idem:first", now=1.0) == b"answer"
+    assert [await state.cache_get(f"cache:{n}", now=1.0) for n in range(5)] == [None, None, None, b"x", b"x"]
+
+
 # --- budgets -----------------------------------------------------------------
 
 

@@ -9,7 +9,9 @@
   failure is what a client wants).
 
 Keys are scoped by API key, so two keys (or tenants) never share an answer.
-Finished responses live in the orchestrator's state backend for ``ttl`` seconds.
+Finished responses live in the orchestrator's state backend for ``ttl`` seconds
+(the in-memory state keeps the most recent ``max_cache_entries`` of them, in a
+bound of their own: response-cache traffic never evicts them).
 Requests in flight are tracked in this process only: with several replicas behind
 a load balancer, two concurrent duplicates that reach different replicas can both
 run. Closing that gap needs an atomic claim in the state backend (``SET NX PX``

@@ -39,7 +39,10 @@ class MemoryState:
     """The :class:`~brickwork.state.base.StateBackend` for a single process.
 
     Args:
-        max_cache_entries: least recently used entries are dropped past this.
+        max_cache_entries: least recently used entries are dropped past this, per
+            kind of entry: the part of the key before its first ``:`` (``cache:``
+            for responses, ``idem:`` for the gateway's idempotent replies), so a
+            burst of one kind never evicts the other.
     """
 
     def __init__(self, *, max_cache_entries: int = 10_000) -> None:
@@ -47,7 +50,8 @@ class MemoryState:
         self._ids = itertools.count(1)
         self._windows: dict[str, SlidingLog] = {}
         self._breakers: dict[str, BreakerMachine] = {}
-        self._cache: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        #: kind (the key's part before its first ":") → its entries, least recent first
+        self._cache: dict[str, OrderedDict[str, tuple[float, bytes]]] = {}
         self._max_cache = max_cache_entries
         self._budgets: dict[str, _Budget] = {}
         self._counters: dict[str, float] = {}
@@ -115,21 +119,23 @@ class MemoryState:
 
     async def cache_get(self, key: str, *, now: float) -> bytes | None:
         with self._lock:
-            hit = self._cache.get(key)
-            if hit is None:
+            entries = self._cache.get(_kind(key))
+            hit = None if entries is None else entries.get(key)
+            if entries is None or hit is None:
                 return None
             if hit[0] <= now:
-                del self._cache[key]
+                del entries[key]
                 return None
-            self._cache.move_to_end(key)
+            entries.move_to_end(key)
             return hit[1]
 
     async def cache_set(self, key: str, value: bytes, *, ttl: float, now: float) -> None:
         with self._lock:
-            self._cache[key] = (now + ttl, value)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._max_cache:
-                self._cache.popitem(last=False)
+            entries = self._cache.setdefault(_kind(key), OrderedDict())
+            entries[key] = (now + ttl, value)
+            entries.move_to_end(key)
+            while len(entries) > self._max_cache:
+                entries.popitem(last=False)
 
     # --- budgets ---------------------------------------------------------------
 
@@ -166,3 +172,9 @@ class MemoryState:
 
     async def aclose(self) -> None:
         return None
+
+
+def _kind(key: str) -> str:
+    """A cache key's kind: its part before the first ``:`` (none: ``""``)."""
+    head, colon, _ = key.partition(":")
+    return head if colon else ""
