@@ -215,7 +215,7 @@ async def test_cancelling_a_running_completion_frees_the_model_promptly(
     with pytest.raises(asyncio.CancelledError):
         await task
     await until(lambda: provider.in_flight(SMALL) == 0, limit=2.0)
-    assert time.perf_counter() - started < 0.5  # 400 tokens would take seconds
+    assert time.perf_counter() - started < 1.0  # 400 tokens would take seconds
     story = [run for run in llama.runs if "dragon" in run.label][-1]
     assert story.ended - story.started < 1.5
     assert (await provider.complete(ask(5))).text
