@@ -4,7 +4,7 @@ accounting, the forbid switch and permissions."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from pydantic import Field
@@ -32,7 +32,7 @@ from brickwork.contracts.policy import (
     RetryPolicy,
     TimeoutPolicy,
 )
-from brickwork.contracts.provider import Usage
+from brickwork.contracts.provider import CompletionRequest, StreamChunk, Usage
 from brickwork.runtime.models import ModelPrice, allow_real_providers
 from brickwork.runtime.orchestrator import Orchestrator
 from brickwork.runtime.recording import MemoryRecorder
@@ -673,6 +673,68 @@ async def test_an_open_model_breaker_sends_a_stream_to_the_next_model(build: Bui
 
 async def test_a_stream_its_reader_stops_early_is_no_failure_for_the_breaker(build: Build) -> None:
     provider = FakeProvider("fake")
+    orch = build(GuardedStreamer, providers=[provider])
+
+    for _ in range(4):  # three failures would open it (min_calls 3, failure ratio 1)
+        envelope = await orch.handle({"plugin": "guarded-streamer", "input": {"text": "go", "calls": 0}})
+        assert envelope.output == {"text": "fake "}
+
+    assert len(provider.calls) == 4
+
+
+class SlowAnswer(FakeProvider):
+    """Answers its first chunk at once and the second after ``pause`` seconds."""
+
+    def __init__(self, clock: FakeClock, pause: float) -> None:
+        super().__init__("fake", clock=clock)
+        self.pause = pause
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        self.calls.append(request)
+        yield StreamChunk(delta="fake ")
+        assert self.clock is not None
+        await self.clock.sleep(self.pause)
+        yield StreamChunk(delta="reply", finish_reason="stop")
+
+
+async def test_a_long_stream_is_no_slow_model_for_the_breaker(build: Build, clock: FakeClock) -> None:
+    # A stream's latency for its model's breaker is the time to its first chunk, not
+    # its length. (The plugin's breaker judges the whole run, which did take 4 s.)
+    clock.autojump = True
+    provider = SlowAnswer(clock, pause=4.0)
+    policy = GuardedStreamer.policy.merged({"breaker": {"latency_p95": 2.0}})
+    orch = build(type("PatientStreamer", (GuardedStreamer,), {"policy": policy}), providers=[provider])
+
+    for _ in range(3):
+        envelope = await orch.handle({"plugin": "guarded-streamer", "input": "go"})
+        assert envelope.output == {"text": "fake reply"}
+
+    assert policy.breaker is not None
+    now = clock.time()
+    model = await orch.state.breaker_snapshot(
+        "breaker:model:guarded-streamer@1.0.0:fake", policy.breaker, now=now
+    )
+    run = await orch.state.breaker_snapshot("breaker:plugin:guarded-streamer@1.0.0", policy.breaker, now=now)
+    assert (model.mode, model.calls, model.failures) == ("closed", 3, 0)
+    assert model.p95 is not None
+    assert model.p95 < 2.0
+    assert run.mode == "open"
+
+
+class BrokenClose(FakeProvider):
+    """A stream whose clean-up fails when it is closed."""
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        self.calls.append(request)
+        try:
+            yield StreamChunk(delta="fake ")
+            yield StreamChunk(delta="reply", finish_reason="stop")
+        finally:
+            raise RuntimeError("clean-up failed")
+
+
+async def test_a_stream_closed_early_is_no_failure_even_when_its_clean_up_fails(build: Build) -> None:
+    provider = BrokenClose("fake")
     orch = build(GuardedStreamer, providers=[provider])
 
     for _ in range(4):  # three failures would open it (min_calls 3, failure ratio 1)

@@ -99,16 +99,25 @@ class CircuitBreaker:
         return permit
 
     def record(
-        self, permit: BreakerPermit, started: float, error: BaseException | None
+        self,
+        permit: BreakerPermit,
+        started: float,
+        error: BaseException | None,
+        *,
+        latency: float | None = None,
     ) -> Awaitable[BreakerMode]:
         """Count how the call of ``permit`` ended (``error``: ``None`` for success),
-        ``started`` at ``clock.now()``; await it. Recorded even while being cancelled."""
+        ``started`` at ``clock.now()``; await it. Recorded even while being cancelled.
+
+        ``latency``: what the latency objective judges, if not the time since
+        ``started`` (a stream's is the time to its first chunk).
+        """
         recording = self.state.breaker_record(
             self.key,
             self.policy,
             now=self.clock.time(),
             outcome=outcome_of(error),
-            latency=self.clock.now() - started,
+            latency=self.clock.now() - started if latency is None else latency,
             permit=permit,
         )
         if isinstance(error, asyncio.CancelledError):

@@ -218,7 +218,8 @@ class BoundModel:
         Until the first chunk, each model gets what a call gets: its breaker (an
         open one is skipped), the retry policy and the per-attempt limit. After
         that, only the run's deadline times each chunk; how the stream ended counts
-        for the breaker (a reader that stopped early is no failure).
+        for the breaker (a reader that stopped early is no failure), and its latency
+        is the time to the first chunk (a long answer is not a slow model).
 
         The budget is reserved before the stream opens and settled with what it used.
         A stream the plugin stops reading is closed, and accounted for, when the run
@@ -265,13 +266,16 @@ class BoundModel:
                 breaker = self._model_breaker(model_id)
                 permit = None if breaker is None else await breaker.acquire()
                 opened = self.clock.now()
+                latency: float | None = None  # to the first chunk: what the breaker judges
                 failure: BaseException | None = None
+                stopped = False  # the reader stopped early
                 try:
                     hold = await self._reserve(price.cost(estimate))
                     try:
                         chunks, chunk = await self._retried(
                             model_id, functools.partial(self._open_stream, model_id, provider, request)
                         )
+                        latency = self.clock.now() - opened
                         try:
                             while chunk is not None:
                                 started = True
@@ -282,10 +286,20 @@ class BoundModel:
                                 # the ``yield``: a timeout around a yield would fire in the
                                 # consumer's code, where it cannot be told from a
                                 # cancellation of the whole request.
-                                yield chunk
+                                try:
+                                    yield chunk
+                                except GeneratorExit:
+                                    stopped = True
+                                    raise
                                 chunk = await self._next_chunk(model_id, chunks)
                         finally:
-                            await _close(chunks)
+                            if stopped:
+                                # The reader is gone: an error closing the provider's
+                                # stream now is nobody's to handle, nor the model's fault.
+                                with contextlib.suppress(Exception):
+                                    await _close(chunks)
+                            else:
+                                await _close(chunks)
                     finally:
                         # Tokens that flowed were paid for, whether or not the stream ended well.
                         spent = 0.0
@@ -303,7 +317,7 @@ class BoundModel:
                     raise
                 finally:
                     if breaker is not None and permit is not None:
-                        await breaker.record(permit, opened, failure)
+                        await breaker.record(permit, opened, failure, latency=latency)
             except BrickworkError as exc:
                 if started or exc.code not in self.policy.fallback.on:
                     raise

@@ -162,14 +162,14 @@ class SQLiteAuditLog(_Checkpoints, _GroupCommitLog):
                 conn.close()
                 raise
             self._loop_conn = conn
-        if self.on_loop:
-            with self._ckpt_lock:
+        if self.on_loop and self._ckpt_conn is None:
+            # Opened here too, not by the first checkpoint: opening runs the
+            # migrations' check, which takes the write lock, and with the loop
+            # committing all the while SQLite's busy handler backed off for hundreds
+            # of milliseconds before it got it (a WAL of 16-26 MB where checkpoints
+            # keep it near 5). Housekeeping: if it fails, the first checkpoint tries.
+            with self._ckpt_lock, contextlib.suppress(sqlite3.Error, OSError):
                 if self._ckpt_conn is None:
-                    # Opened here too, not by the first checkpoint: opening runs the
-                    # migrations' check, which takes the write lock, and with the loop
-                    # committing all the while SQLite's busy handler backed off for
-                    # hundreds of milliseconds before it got it (a WAL of 16-26 MB
-                    # where checkpoints keep it near 5).
                     self._ckpt_conn = self._connect()
         if self.spooled and self._spool is None:
             spool = Spool(self.path)
