@@ -354,8 +354,7 @@ class OneCall(Writer):
     """A plugin whose run is one model call: the plugin's breaker is the only one."""
 
     name = "onecall"
-    breaker_per_model = False
-    policy = Guarded.policy
+    policy = Guarded.policy.merged({"breaker": {"per_model": False}})
 
 
 async def test_without_a_breaker_per_model_the_plugin_s_breaker_alone_counts(build: Build) -> None:

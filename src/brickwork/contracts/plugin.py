@@ -131,6 +131,11 @@ class ModelClient(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def bind(self, model: str) -> ModelClient:
+        """This client over ``model`` (``provider:model``) alone, with the same policies,
+        for a plugin whose caller names the model (a pass-through)."""
+        ...
+
 
 class Context(Protocol):
     """What a plugin may use while it runs. Built by the runtime for each run."""
@@ -159,6 +164,17 @@ class Context(Protocol):
         """Add a warning to the envelope."""
         ...
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the caller reads this run's text as it is produced (see :meth:`emit`)."""
+        ...
+
+    def emit(self, text: str) -> None:
+        """Send the next piece of the output's text (its ``text_field``) to a caller that
+        streams; nothing without one. The pieces must add up to that field of the
+        output the run returns, which the runtime checks."""
+        ...
+
     def remaining(self) -> float:
         """Seconds left before the run's deadline."""
         ...
@@ -183,11 +199,9 @@ class Plugin(ABC, Generic[InT, OutT]):
         embedding_model: model id used by ``ctx.model.embed``.
         routable: whether intent routing may send plain-text requests here
             (``False`` for plugins whose input needs more than a text).
-        breaker_per_model: ``ctx.model`` keeps a circuit breaker per provider
-            besides the plugin's own (so a plugin can fall back from one
-            provider to another). ``False`` for a plugin whose run is one call to
-            one provider (a pass-through): the plugin's breaker is that
-            provider's, and a second one would only count the same calls again.
+        text_field: the output field that is the plugin's text (``summary``,
+            ``translation``, ``label`` …): a chat completion answers with it, and
+            what the plugin streams with :meth:`Context.emit` must add up to it.
         input_type, output_type: taken from ``Plugin[In, Out]``.
     """
 
@@ -201,7 +215,7 @@ class Plugin(ABC, Generic[InT, OutT]):
     model: ClassVar[str | None] = None
     embedding_model: ClassVar[str | None] = None
     routable: ClassVar[bool] = True
-    breaker_per_model: ClassVar[bool] = True
+    text_field: ClassVar[str | None] = None
     input_type: ClassVar[type[BaseModel]]
     output_type: ClassVar[type[BaseModel]]
 

@@ -60,6 +60,14 @@ class BreakerPolicy(_Section):
     )
     open_for: float = Field(default=30.0, gt=0, description="seconds open before trials")
     half_open_trials: int = Field(default=3, ge=1, description="exact number of trial calls")
+    per_model: bool = Field(
+        default=True,
+        description=(
+            "also a breaker per plugin + provider around each model call, so an open one sends "
+            "`ctx.model` to the next model of its chain; off for a plugin whose run is one call "
+            "to one provider (a pass-through), where the plugin's breaker already counts those calls"
+        ),
+    )
 
 
 class BulkheadPolicy(_Section):

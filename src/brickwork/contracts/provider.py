@@ -8,6 +8,7 @@ at this boundary.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,7 @@ __all__ = [
     "Embeddings",
     "Message",
     "ModelId",
+    "ModelPrice",
     "Provider",
     "ScoreRequest",
     "Scores",
@@ -72,6 +74,17 @@ class Usage(BaseModel):
 
 
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "calls")
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million tokens."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.input_tokens * self.input + usage.output_tokens * self.output) / 1e6
 
 
 class Message(BaseModel):

@@ -24,16 +24,13 @@ from pydantic import Field, model_validator
 from brickwork.contracts.errors import (
     InvalidRequestError,
     ModelNotFoundError,
-    PluginFailedError,
     PluginNotFoundError,
     ProviderRejectedError,
 )
-from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
-from brickwork.contracts.policy import BulkheadPolicy, Policy
-from brickwork.contracts.provider import Message, ModelId
+from brickwork.contracts.plugin import Context, ModelClient, Plugin, PluginInput, PluginOutput
+from brickwork.contracts.policy import BreakerPolicy, BulkheadPolicy, Policy
+from brickwork.contracts.provider import Message
 from brickwork.contracts.refs import NAME_RE
-from brickwork.runtime.models import BoundModel
-from brickwork.runtime.models import model_id as bound_model_id
 from brickwork.runtime.orchestrator import Orchestrator
 
 __all__ = [
@@ -54,8 +51,12 @@ PASSTHROUGH_PREFIX = "passthrough-"
 #: retries (honouring the upstream's Retry-After, which a 429 passes on), and two
 #: layers of retries would multiply the load on an upstream that is already failing.
 #: Config may override any of it under ``plugins.passthrough-<provider>.policy``.
+#: One call to one provider: the plugin's breaker is that provider's, so there is no
+#: second breaker per provider counting the same calls again (``per_model``).
 PASSTHROUGH_POLICY = Policy(
-    retry=None, bulkhead=BulkheadPolicy(max_concurrency=512, max_queue=2048, queue_timeout=30)
+    retry=None,
+    breaker=BreakerPolicy(per_model=False),
+    bulkhead=BulkheadPolicy(max_concurrency=512, max_queue=2048, queue_timeout=30),
 )
 
 
@@ -121,13 +122,12 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
         version = "1.0.0"
         permissions = frozenset({"model", "embed"})
         policy = PASSTHROUGH_POLICY
-        breaker_per_model = False  # one call to one provider: the plugin's breaker is its
         passthrough_provider: ClassVar[str]
 
         async def run(self, input: PassthroughInput, ctx: Context) -> PassthroughOutput:
-            model_id = bound_model_id(f"{provider}:{input.model}")
+            model_id = f"{provider}:{input.model}"
             try:
-                return await self._run(input, _bind(ctx, model_id))
+                return await self._run(input, ctx.model.bind(model_id))
             except ModelNotFoundError as exc:
                 # The caller named the model: an unknown one is their 404, not our 500.
                 raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
@@ -138,7 +138,7 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
                     raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
                 raise InvalidRequestError(exc.message, plugin=str(model_id)) from exc
 
-        async def _run(self, input: PassthroughInput, model: BoundModel) -> PassthroughOutput:
+        async def _run(self, input: PassthroughInput, model: ModelClient) -> PassthroughOutput:
             if input.texts is not None:
                 embeddings = await model.embed(input.texts)
                 return PassthroughOutput(vectors=embeddings.vectors)
@@ -168,21 +168,6 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
 
 def is_passthrough(cls: type[Plugin[Any, Any]]) -> bool:
     return isinstance(getattr(cls, "passthrough_provider", None), str)
-
-
-def _bind(ctx: Context, model_id: ModelId) -> BoundModel:
-    """Bind the run's model client to the model the request named.
-
-    The client keeps every policy of the run (per-attempt timeout, retry, budget,
-    accounting; the plugin's breaker is the provider's, see ``breaker_per_model``);
-    only its model chain changes.
-    """
-    model: Any = ctx.model
-    if not isinstance(model, BoundModel):
-        raise PluginFailedError(f"{model_id.provider} pass-through needs the runtime's model client")
-    model.chain = [model_id]
-    model.embedding_chain = [model_id]
-    return model
 
 
 def register_passthrough(orchestrator: Orchestrator) -> dict[str, str]:

@@ -64,24 +64,39 @@ class Tracing:
             "gen_ai.system": provider,
             "gen_ai.request.model": model,
         }
-        with self._span(f"{operation} {model}", attributes) as span:
-            yield span
+        # Not made the current span: a model call has no children, and a stream's span
+        # stays open while the plugin's own code runs between its chunks.
+        span = self.tracer.start_span(f"{operation} {model}", attributes=attributes)
+        try:
+            with _marked(span):
+                yield span
+        finally:
+            span.end()
 
     @contextmanager
     def _span(self, name: str, attributes: dict[str, Any]) -> Iterator[Span]:
-        with self.tracer.start_as_current_span(
-            name, attributes=attributes, record_exception=False, set_status_on_exception=False
-        ) as span:
-            try:
-                yield span
-            except BrickworkError as exc:
-                span.set_attribute("error.type", exc.code)
-                span.set_status(Status(StatusCode.ERROR, exc.code))
-                raise
-            except BaseException as exc:
-                span.set_attribute("error.type", type(exc).__name__)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
+        with (
+            self.tracer.start_as_current_span(
+                name, attributes=attributes, record_exception=False, set_status_on_exception=False
+            ) as span,
+            _marked(span),
+        ):
+            yield span
+
+
+@contextmanager
+def _marked(span: Span) -> Iterator[None]:
+    """An exception leaving the block marks ``span`` failed with the error's code."""
+    try:
+        yield
+    except BrickworkError as exc:
+        span.set_attribute("error.type", exc.code)
+        span.set_status(Status(StatusCode.ERROR, exc.code))
+        raise
+    except BaseException as exc:
+        span.set_attribute("error.type", type(exc).__name__)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        raise
 
 
 def configure_tracing(

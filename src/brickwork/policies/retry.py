@@ -41,24 +41,31 @@ class Retry:
             try:
                 return await fn(attempt)
             except BrickworkError as exc:
-                if not exc.retryable:
-                    raise
-                delay = self._delay(exc, attempt)
-                last_attempt = attempt >= self.policy.max_attempts
-                too_late = delay is None or (deadline is not None and delay >= deadline.remaining())
-                if last_attempt or too_late:
-                    if attempt == 1:
-                        raise
-                    raise RetriesExhaustedError(
-                        f"gave up after {attempt} attempts: {exc.message}",
-                        attempts=attempt,
-                        plugin=exc.plugin,
-                        retry_after=exc.retry_after,
-                        details={"last_error": exc.to_dict()},
-                    ) from exc
-            assert delay is not None
+                delay = self.delay_after(exc, attempt, deadline)
             await self.clock.sleep(delay)
             attempt += 1
+
+    def delay_after(self, exc: BrickworkError, attempt: int, deadline: Deadline | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` after ``exc``; raises instead
+        when there is none: ``exc`` itself if not retryable or after one attempt, else
+        :class:`RetriesExhaustedError`."""
+        if not exc.retryable:
+            raise exc
+        delay = self._delay(exc, attempt)
+        last_attempt = attempt >= self.policy.max_attempts
+        too_late = delay is None or (deadline is not None and delay >= deadline.remaining())
+        if last_attempt or too_late:
+            if attempt == 1:
+                raise exc
+            raise RetriesExhaustedError(
+                f"gave up after {attempt} attempts: {exc.message}",
+                attempts=attempt,
+                plugin=exc.plugin,
+                retry_after=exc.retry_after,
+                details={"last_error": exc.to_dict()},
+            ) from exc
+        assert delay is not None
+        return delay
 
     def _delay(self, exc: BrickworkError, attempt: int) -> float | None:
         delay = backoff(self.policy, attempt, self.rng)

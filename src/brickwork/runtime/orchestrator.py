@@ -52,11 +52,12 @@ from brickwork.guards.contract import (
 from brickwork.policies.breaker import CircuitBreaker
 from brickwork.policies.bulkhead import Bulkhead
 from brickwork.policies.cache import ResponseCache, cache_key, canonical_json
+from brickwork.policies.model import CallAccount, ModelRun
 from brickwork.policies.ratelimit import RateLimiter
 from brickwork.policies.timeout import Deadline
 from brickwork.runtime.clock import SystemClock
-from brickwork.runtime.context import Frame, RunContext
-from brickwork.runtime.models import BoundModel, CallAccount, Providers
+from brickwork.runtime.context import Frame, RunContext, TextSink
+from brickwork.runtime.models import BoundModel, ModelBinding, Providers, model_id
 from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
 from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
@@ -150,19 +151,28 @@ class Orchestrator:
         #: Circuit breakers by state key: the objects are only handles on the state
         #: backend's breaker, so one per key serves every request.
         self._breakers: dict[str, CircuitBreaker] = {}
+        #: Each plugin version's model chains composed with its policies (see :meth:`binding`).
+        self._bindings: dict[str, tuple[tuple[object, ...], ModelBinding]] = {}
         #: OpenTelemetry spans; ``None`` (the default) makes no tracing call at all.
         self.tracing = tracing
 
     # --- public API ------------------------------------------------------------
 
     async def handle(
-        self, request: Request | Mapping[str, Any], *, principal: Principal | None = None
+        self,
+        request: Request | Mapping[str, Any],
+        *,
+        principal: Principal | None = None,
+        on_text: TextSink | None = None,
     ) -> Envelope:
         """Route, run and record one request. Raises a :class:`BrickworkError` on failure.
 
         With a ``principal``, every plugin about to run is checked against it
         (:class:`PermissionDeniedError` otherwise), and the request's tenant is the
-        principal's.
+        principal's. With ``on_text``, the plugin's text (its ``text_field``) is
+        handed to it piece by piece as the plugin produces it (``ctx.emit``); a plugin
+        that does not stream hands over nothing, and its envelope holds the whole
+        output as always. See :meth:`stream` for the same as one iterator.
         """
         trace_id = new_trace_id()
         if not isinstance(request, Request):
@@ -192,7 +202,7 @@ class Orchestrator:
                 raise error from None
         if principal is not None and request.tenant != principal.tenant:
             request = request.model_copy(update={"tenant": principal.tenant})
-        return await self._handle(request, Frame((), trace_id, None, principal))
+        return await self._handle(request, Frame((), trace_id, None, principal, on_text))
 
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
@@ -221,6 +231,39 @@ class Orchestrator:
             bulkhead = Bulkhead(entry.policy.bulkhead, self.clock, label=entry.ref)
             self._bulkheads[entry.ref] = bulkhead
         return bulkhead
+
+    def binding(self, entry: PluginEntry) -> ModelBinding:
+        """``entry``'s model chains composed with its policies, once (again only when
+        its policy or models change)."""
+        # What the composition depends on; compared by identity, cheap on every run.
+        signature = (
+            entry,
+            entry.policy,
+            entry.model,
+            entry.embedding_model,
+            self.tracing,
+            self.providers,
+            self.state,
+        )
+        kept = self._bindings.get(entry.ref)
+        if kept is not None and all(a is b for a, b in zip(kept[0], signature, strict=True)):
+            return kept[1]
+        chain = [model_id(m) for m in ((entry.model,) if entry.model else ()) + entry.policy.fallback.models]
+        binding = ModelBinding(
+            plugin=entry.ref,
+            policy=entry.policy,
+            permissions=entry.cls.permissions,
+            chain=chain,
+            embedding_chain=[model_id(entry.embedding_model)] if entry.embedding_model else [],
+            providers=self.providers,
+            state=self.state,
+            clock=self.clock,
+            rng=self.rng,
+            breakers=self.breaker,
+            tracer=self.tracing,
+        )
+        self._bindings[entry.ref] = (signature, binding)
+        return binding
 
     def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker:
         """The circuit breaker kept under ``key`` in the state backend, for ``policy``."""
@@ -471,23 +514,8 @@ class Orchestrator:
         policy = entry.policy
         total = policy.timeout.total
         deadline = frame.deadline.child(total) if frame.deadline else Deadline(self.clock, total)
-        model = BoundModel(
-            plugin=entry.ref,
-            tenant=request.tenant,
-            model=entry.model,
-            embedding_model=entry.embedding_model,
-            tracing=self.tracing,
-            policy=policy,
-            permissions=entry.cls.permissions,
-            providers=self.providers,
-            state=self.state,
-            clock=self.clock,
-            deadline=deadline,
-            account=account,
-            rng=self.rng,
-            breakers=self.breaker,
-            breaker_per_model=entry.cls.breaker_per_model,
-        )
+        account_run = ModelRun(entry.ref, request.tenant, deadline, account)
+        model = BoundModel(self.binding(entry), account_run)
         ctx = RunContext(
             entry=entry,
             request=request,
@@ -497,11 +525,12 @@ class Orchestrator:
             account=account,
             frame=Frame((*frame.stack, entry.ref), frame.trace_id, deadline, frame.principal),
             dispatch=self._handle,
+            text=frame.text,
         )
 
         async def invoke() -> BaseModel:
             started()
-            model.deadline_task = asyncio.current_task()  # the task the run's timer covers
+            account_run.deadline_task = asyncio.current_task()  # the task the run's timer covers
             try:
                 async with self.clock.timeout(deadline.remaining()):
                     try:
@@ -530,7 +559,10 @@ class Orchestrator:
                 raise PluginFailedError(
                     f"{entry.ref} raised {type(exc).__name__}: {str(exc)[:200]}", plugin=entry.ref
                 ) from exc
-            return self.output_guard.check(entry.ref, entry.cls.output_type, raw)  # 7
+            output = self.output_guard.check(entry.ref, entry.cls.output_type, raw)  # 7
+            if ctx.emitted is not None:
+                self.output_guard.check_streamed(entry.ref, entry.cls.text_field, output, ctx.emitted)
+            return output
 
         if self.tracing is not None:
             untraced = invoke
