@@ -77,6 +77,19 @@ class OutputContractGuard:
             f"{ref} returned {type(output).__name__}, expected {model.__name__}", plugin=ref
         )
 
+    def check_streamed(self, ref: str, text_field: str | None, output: BaseModel, emitted: list[str]) -> None:
+        """What the run streamed must be its output's text, exactly: the caller already
+        read it as the answer."""
+        if text_field is None:
+            raise OutputValidationError(
+                f"{ref} streamed text but names no text_field to check it against", plugin=ref
+            )
+        text = getattr(output, text_field, None)
+        if text != "".join(emitted):
+            raise OutputValidationError(
+                f"{ref} streamed text that differs from its output's {text_field!r}", plugin=ref
+            )
+
 
 def _approx_size(data: dict[str, Any]) -> int:
     # Cheap upper bound on the serialised size without serialising twice. (Exact

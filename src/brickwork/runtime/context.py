@@ -23,9 +23,8 @@ from brickwork.contracts.request import Envelope, Principal, Request
 from brickwork.policies.timeout import Deadline
 from brickwork.runtime.models import BoundModel, CallAccount
 from brickwork.runtime.registry import PluginEntry
-from brickwork.runtime.validation import prompt_environment
 
-__all__ = ["Frame", "RunContext"]
+__all__ = ["Frame", "RunContext", "TextSink"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,13 @@ class Frame:
     trace_id: str
     deadline: Deadline | None
     principal: Principal | None = None
+    #: Where the run's text goes as it is produced: only the request's own run (and
+    #: its fallbacks) has one; a nested call's text is its caller's to use.
+    text: TextSink | None = None
+
+
+#: Takes each piece of text a run emits, in order.
+TextSink = Callable[[str], None]
 
 
 class RunContext:
@@ -50,6 +56,7 @@ class RunContext:
         account: CallAccount,
         frame: Frame,
         dispatch: Callable[[Request, Frame], Awaitable[Envelope]],
+        text: TextSink | None = None,
     ) -> None:
         self._entry = entry
         self._request = request
@@ -59,6 +66,9 @@ class RunContext:
         self._account = account
         self._frame = frame
         self._dispatch = dispatch
+        self._text = text
+        #: The pieces emitted so far (``None`` until the first), to check the output against.
+        self.emitted: list[str] | None = None
 
     @property
     def request(self) -> Request:
@@ -77,13 +87,13 @@ class RunContext:
         return self._model
 
     def prompt(self, name: str, /, **variables: Any) -> str:
-        prompt = self._entry.cls.prompts.get(name)
-        if prompt is None:
+        template = self._entry.templates.get(name)
+        if template is None:
             raise PluginValidationError(
                 f"{self._entry.ref} has no prompt {name!r} (declared: {sorted(self._entry.cls.prompts)})",
                 plugin=self._entry.ref,
             )
-        return prompt_environment().from_string(prompt.template).render(**variables)
+        return template.render(**variables)
 
     async def call(self, ref: str, input: Mapping[str, Any] | BaseModel | str) -> Envelope:
         """Call another plugin through the orchestrator, with its own policies.
@@ -137,6 +147,18 @@ class RunContext:
 
     def warn(self, message: str) -> None:
         self._account.warnings.append(message)
+
+    @property
+    def streaming(self) -> bool:
+        return self._text is not None
+
+    def emit(self, text: str) -> None:
+        if self._text is None or not text:
+            return
+        if self.emitted is None:
+            self.emitted = []
+        self.emitted.append(text)
+        self._text(text)
 
     def remaining(self) -> float:
         return self._deadline.remaining()

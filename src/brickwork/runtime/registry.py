@@ -16,13 +16,14 @@ from types import ModuleType
 from typing import Any
 
 import pluggy
+from jinja2 import Template
 
 from brickwork.contracts.errors import PluginNotFoundError, PluginValidationError
 from brickwork.contracts.plugin import Plugin
 from brickwork.contracts.policy import Policy
 from brickwork.contracts.refs import LABEL_RE, PluginRef, Version
 from brickwork.runtime.hooks import ENTRY_POINT_GROUP, Hooks
-from brickwork.runtime.validation import validate_plugin_class
+from brickwork.runtime.validation import compile_prompts, validate_plugin_class
 
 __all__ = ["PluginEntry", "PluginSettings", "Registry"]
 
@@ -52,6 +53,8 @@ class PluginEntry:
     model: str | None
     source: str
     embedding_model: str | None = None
+    #: The plugin's prompts, compiled once at registration (see :func:`compile_prompts`).
+    templates: Mapping[str, Template] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -151,7 +154,7 @@ class Registry:
             )
         model = settings.model or cls.model
         embedding_model = settings.embedding_model or cls.embedding_model
-        entry = PluginEntry(cls, cls(), version, policy, model, source, embedding_model)
+        entry = PluginEntry(cls, cls(), version, policy, model, source, embedding_model, compile_prompts(cls))
         versions[version] = entry
         if check_refs:
             try:
