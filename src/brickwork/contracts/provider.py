@@ -123,6 +123,8 @@ class StreamChunk(BaseModel):
     delta: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    #: The model that answers (a stream's first chunk says it; the runtime fills it in).
+    model: str | None = None
 
 
 class EmbedRequest(BaseModel):

@@ -44,6 +44,7 @@ from brickwork.gateway.plugins_api import PluginsAPI
 from brickwork.gateway.quota import KeyQuota
 from brickwork.gateway.responses import Endpoint
 from brickwork.gateway.settings import GatewaySettings
+from brickwork.runtime.context import TextSink
 from brickwork.runtime.orchestrator import Orchestrator
 from brickwork.runtime.recording import Recorder
 from brickwork.storage.keys import ApiKey, KeyStore
@@ -152,19 +153,27 @@ class Gateway:
         return principal
 
     async def dispatch(
-        self, key: ApiKey, request: Request, *, model: str | None = None, size: int = 0
+        self,
+        key: ApiKey,
+        request: Request,
+        *,
+        model: str | None = None,
+        size: int = 0,
+        on_text: TextSink | None = None,
     ) -> Envelope:
         """Run one request for ``key``: the key's own limits, then the orchestrator.
 
         ``model`` is the ``provider:model`` a pass-through request names; ``size``
-        (bytes of input) sizes the key's token estimate.
+        (bytes of input) sizes the key's token estimate; ``on_text`` takes the run's
+        text as it streams (see :meth:`Orchestrator.handle`).
         """
+        principal = self.principal(key, model)
         if self.quota.unlimited(key):  # nothing to admit or settle
-            return await self.orchestrator.handle(request, principal=self.principal(key, model))
+            return await self.orchestrator.handle(request, principal=principal, on_text=on_text)
         # The same estimate the orchestrator's rate limit makes: ≈4 bytes a token.
         permit = await self.quota.admit(key, tokens=max(1, size // 4))
         try:
-            envelope = await self.orchestrator.handle(request, principal=self.principal(key, model))
+            envelope = await self.orchestrator.handle(request, principal=principal, on_text=on_text)
         except BrickworkError as exc:  # a failed call may still have paid for models
             await self.quota.settle(permit, cost=exc.cost, tokens=exc.tokens or None)
             raise

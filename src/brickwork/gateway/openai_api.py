@@ -4,15 +4,18 @@
 ``provider:model`` pass-through (``openai:gpt-4o-mini``) that the key's patterns
 must allow. For a plugin, the last user message is its input: plain text for
 plugins with a ``text`` field, a JSON object for structured ones (or for text
-plugins whose other fields you want to set). The reply's content is the output's
-``text`` field if it has one, else the output as JSON; the envelope's facts are
-in an extra ``brickwork`` field.
+plugins whose other fields you want to set). The reply's content is the plugin's
+text (the output field it names as ``text_field``: ``summary``, ``translation``,
+``label`` …; else a ``text`` field), else the output as JSON; the envelope's facts and the whole output
+are in an extra ``brickwork`` field.
 
 Errors have the OpenAI shape and statuses, so the official SDK raises its own
 exception types (``AuthenticationError``, ``PermissionDeniedError``,
-``NotFoundError``, ``RateLimitError`` …). Streaming is Server-Sent Events; a
-pass-through model streams tokens as the provider sends them. A failure after the
-stream has started arrives as an ``error`` event, which the SDK raises.
+``NotFoundError``, ``RateLimitError`` …). Streaming is Server-Sent Events: a plugin
+that streams its text (``ctx.emit``; a pass-through, summarize, translate) sends
+each piece as it is produced, another sends its text as one chunk at the end. A
+failure after the stream has started ends it with one ``error`` event and no
+``[DONE]``, which the SDK raises.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from brickwork.contracts.refs import PluginRef
 from brickwork.contracts.request import Envelope, Request, RouteDecision
 from brickwork.gateway.body import parse_body, read_body, request_headers
 from brickwork.gateway.errors import InternalError, error_body, error_response
-from brickwork.gateway.passthrough import StreamSink, chat_messages, stream_sink
+from brickwork.gateway.passthrough import chat_messages
 from brickwork.gateway.responses import JSONBytesResponse, endpoint, json_response
 from brickwork.gateway.schemas import ChatCompletionRequest, ChatMessage, EmbeddingRequest
 from brickwork.storage.keys import ApiKey
@@ -108,7 +111,7 @@ class OpenAIAPI:
         if body.stream:
             return await self._stream(key, body, call, model, created, size=len(raw))
         envelope = await gateway.dispatch(key, call, model=model, size=len(raw))
-        text, finish = _reply(envelope)
+        text, finish = self._reply(envelope)
         trace_id = envelope.trace_id
         usage = envelope.usage
         completion = {
@@ -130,7 +133,7 @@ class OpenAIAPI:
                 "total_tokens": usage.total_tokens,
             },
             "system_fingerprint": None,
-            "brickwork": _facts(envelope),
+            "brickwork": self._chat_facts(envelope),
         }
         return JSONBytesResponse(
             to_json(completion), 200, [(b"x-brickwork-trace-id", trace_id.encode("latin-1"))]
@@ -158,7 +161,6 @@ class OpenAIAPI:
                 ),
                 "temperature": temperature if temperature is not None else 0.0,
                 "stop": [stop] if isinstance(stop, str) else list(stop or ()),
-                "stream": body.stream,
             }
             return Request(plugin=plugin, input=data, tenant=key.tenant, metadata=metadata), model
         ref = PluginRef.parse(model)
@@ -201,17 +203,14 @@ class OpenAIAPI:
         *,
         size: int,
     ) -> Response:
-        sink = StreamSink()
-        token = stream_sink.set(sink)
+        # The run's text, piece by piece; a None once the run is over, after every piece.
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        task = asyncio.create_task(
+            self.gateway.dispatch(key, call, model=model, size=size, on_text=queue.put_nowait)
+        )
+        task.add_done_callback(lambda done: _finished(done, queue))
         try:
-            # The task copies the context now, sink included; the sink's queue gets
-            # a None when the task is over, after every delta it pushed.
-            task = asyncio.create_task(self.gateway.dispatch(key, call, model=model, size=size))
-        finally:
-            stream_sink.reset(token)
-        task.add_done_callback(lambda done: _finished(done, sink))
-        try:
-            first = await sink.queue.get()
+            first = await queue.get()
         except BaseException:
             task.cancel()
             raise
@@ -224,8 +223,36 @@ class OpenAIAPI:
             if exc is not None:
                 raise exc  # endpoint() turns it into a 500
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(task, sink, first, body.model, created, include_usage)
+        events = _events(self, task, queue, first, body.model, created, include_usage)
         return StreamingResponse(events, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    def _reply(self, envelope: Envelope) -> tuple[str, str]:
+        """The assistant's text and finish reason: the answering plugin's text field,
+        else its output's ``text``, else the output as JSON."""
+        output = envelope.output
+        field: str | None = None
+        if envelope.plugin not in self.gateway.passthrough_names:
+            field = self._text_field(envelope)
+        text = output.get(field or "text")
+        if isinstance(text, str):
+            finish = output.get("finish_reason")
+            return text, finish if isinstance(finish, str) else "stop"
+        return json.dumps(output, ensure_ascii=False), "stop"
+
+    def _text_field(self, envelope: Envelope) -> str | None:
+        try:
+            entry = self.gateway.orchestrator.registry.resolve(f"{envelope.plugin}@{envelope.version}")
+        except BrickworkError:  # unregistered since it answered
+            return None
+        return entry.cls.text_field
+
+    def _chat_facts(self, envelope: Envelope) -> dict[str, Any]:
+        """The envelope's facts for a chat reply; a plugin's whole output too (a
+        pass-through's output is the reply itself)."""
+        facts = _facts(envelope)
+        if envelope.plugin not in self.gateway.passthrough_names:
+            facts["output"] = envelope.output
+        return facts
 
     # --- embeddings ------------------------------------------------------------------
 
@@ -298,16 +325,6 @@ def _last_user(messages: list[ChatMessage]) -> str:
     raise InvalidRequestError("messages has no user message: a plugin's input is the last user message")
 
 
-def _reply(envelope: Envelope) -> tuple[str, str]:
-    """The assistant's text and finish reason for an envelope."""
-    output = envelope.output
-    text = output.get("text")
-    finish = output.get("finish_reason")
-    if isinstance(text, str):
-        return text, finish if isinstance(finish, str) else "stop"
-    return json.dumps(output, ensure_ascii=False), "stop"
-
-
 def _usage(envelope: Envelope) -> dict[str, int]:
     usage = envelope.usage
     return {
@@ -365,10 +382,10 @@ def _encode(vector: list[float], encoding: str) -> list[float] | str:
     return vector
 
 
-def _finished(task: asyncio.Task[Envelope], sink: StreamSink) -> None:
+def _finished(task: asyncio.Task[Envelope], queue: asyncio.Queue[str | None]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved here, so a client that left does not leave it unretrieved
-    sink.queue.put_nowait(None)
+    queue.put_nowait(None)
 
 
 def _sse(data: Any) -> bytes:
@@ -376,8 +393,9 @@ def _sse(data: Any) -> bytes:
 
 
 async def _events(
+    api: OpenAIAPI,
     task: asyncio.Task[Envelope],
-    sink: StreamSink,
+    queue: asyncio.Queue[str | None],
     first: str | None,
     model: str,
     created: int,
@@ -404,14 +422,14 @@ async def _events(
         while item is not None:
             streamed.append(item)
             yield chunk({"content": item})
-            item = await sink.queue.get()
+            item = await queue.get()
         exc = task.exception()
         if exc is not None:
             error = exc if isinstance(exc, BrickworkError) else _internal(exc)
             yield _sse(error_body(error))
             return
         envelope = task.result()
-        text, finish = _reply(envelope)
+        text, finish = api._reply(envelope)
         if not streamed:
             if text:
                 yield chunk({"content": text})
@@ -431,7 +449,7 @@ async def _events(
                     "model": model,
                     "choices": [],
                     "usage": _usage(envelope),
-                    "brickwork": _facts(envelope),
+                    "brickwork": api._chat_facts(envelope),
                 }
             )
         yield b"data: [DONE]\n\n"

@@ -6,17 +6,13 @@ audit record and authorisation. The model is bound at call time from the input;
 an API key reaches it only if its patterns allow ``provider:model`` (see
 :class:`brickwork.gateway.auth.KeyPrincipal`).
 
-Streaming: the gateway hands the run a :class:`StreamSink` through a context
-variable; the plugin pushes each delta into it as it arrives, and still returns
-the whole text, so the envelope, usage and audit record are those of the full
-answer.
+Streaming: when the caller streams (``ctx.streaming``), the run streams from the
+provider and emits each delta as it arrives (``ctx.emit``), and still returns the
+whole text, so the envelope, usage and audit record are those of the full answer.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -37,12 +33,10 @@ __all__ = [
     "PASSTHROUGH_PREFIX",
     "PassthroughInput",
     "PassthroughOutput",
-    "StreamSink",
     "is_passthrough",
     "passthrough_name",
     "passthrough_plugin",
     "register_passthrough",
-    "stream_sink",
 ]
 
 PASSTHROUGH_PREFIX = "passthrough-"
@@ -69,7 +63,6 @@ class PassthroughInput(PluginInput):
     max_tokens: int = Field(default=4096, ge=1)
     temperature: float = Field(default=0.0, ge=0, le=2)
     stop: list[str] = Field(default_factory=list, max_length=4)
-    stream: bool = False
 
     @model_validator(mode="after")
     def _one_kind(self) -> PassthroughInput:
@@ -82,29 +75,6 @@ class PassthroughOutput(PluginOutput):
     text: str | None = None
     finish_reason: str | None = None
     vectors: list[list[float]] | None = None
-
-
-@dataclass
-class StreamSink:
-    """Where a streaming run puts its deltas; the first pass-through run claims it."""
-
-    #: Deltas in order; ``None`` once the run is over.
-    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
-    claimed: bool = False
-
-    def claim(self) -> bool:
-        # Only the run the client asked for streams: a nested or fallback
-        # pass-through run in the same request must not interleave its text.
-        if self.claimed:
-            return False
-        self.claimed = True
-        return True
-
-
-#: Set by the gateway around a streaming request; read by pass-through runs.
-stream_sink: contextvars.ContextVar[StreamSink | None] = contextvars.ContextVar(
-    "brickwork_gateway_stream_sink", default=None
-)
 
 
 def passthrough_name(provider: str) -> str:
@@ -122,12 +92,13 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
         version = "1.0.0"
         permissions = frozenset({"model", "embed"})
         policy = PASSTHROUGH_POLICY
+        text_field = "text"
         passthrough_provider: ClassVar[str]
 
         async def run(self, input: PassthroughInput, ctx: Context) -> PassthroughOutput:
             model_id = f"{provider}:{input.model}"
             try:
-                return await self._run(input, ctx.model.bind(model_id))
+                return await self._run(input, ctx.model.bind(model_id), ctx)
             except ModelNotFoundError as exc:
                 # The caller named the model: an unknown one is their 404, not our 500.
                 raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
@@ -138,13 +109,12 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
                     raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
                 raise InvalidRequestError(exc.message, plugin=str(model_id)) from exc
 
-        async def _run(self, input: PassthroughInput, model: ModelClient) -> PassthroughOutput:
+        async def _run(self, input: PassthroughInput, model: ModelClient, ctx: Context) -> PassthroughOutput:
             if input.texts is not None:
                 embeddings = await model.embed(input.texts)
                 return PassthroughOutput(vectors=embeddings.vectors)
             messages = input.messages or []
-            sink = stream_sink.get()
-            if input.stream and sink is not None and sink.claim():
+            if ctx.streaming:
                 parts: list[str] = []
                 finish: str | None = None
                 async for chunk in model.stream(
@@ -152,7 +122,7 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
                 ):
                     if chunk.delta:
                         parts.append(chunk.delta)
-                        sink.queue.put_nowait(chunk.delta)
+                        ctx.emit(chunk.delta)
                     finish = chunk.finish_reason or finish
                 return PassthroughOutput(text="".join(parts), finish_reason=finish or "stop")
             completion = await model.complete(

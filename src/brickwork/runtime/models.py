@@ -44,11 +44,13 @@ from brickwork.state.base import StateBackend
 
 if TYPE_CHECKING:
     from brickwork.contracts.tracing import Tracer
+    from brickwork.runtime.registry import PluginEntry
 
 __all__ = [
     "BoundModel",
     "CallAccount",
     "ModelBinding",
+    "ModelBindings",
     "ModelPrice",
     "ProviderModel",
     "Providers",
@@ -200,6 +202,52 @@ class ModelBinding:
         else:
             self._bound.move_to_end(model)
         return bound
+
+
+class ModelBindings:
+    """Each plugin version's :class:`ModelBinding`, composed on its first run and kept
+    (composed again only when the version's policy or models change)."""
+
+    def __init__(
+        self,
+        *,
+        providers: Providers,
+        state: StateBackend,
+        clock: Clock,
+        rng: random.Random,
+        breakers: Breakers,
+        tracer: Tracer | None,
+    ) -> None:
+        self.providers = providers
+        self.state = state
+        self.clock = clock
+        self.rng = rng
+        self.breakers = breakers
+        self.tracer = tracer
+        self._kept: dict[str, tuple[tuple[object, ...], ModelBinding]] = {}
+
+    def get(self, entry: PluginEntry) -> ModelBinding:
+        # What the composition depends on, compared by identity: cheap on every run.
+        signature = (entry, entry.policy, entry.model, entry.embedding_model)
+        kept = self._kept.get(entry.ref)
+        if kept is not None and all(a is b for a, b in zip(kept[0], signature, strict=True)):
+            return kept[1]
+        chain = [model_id(m) for m in ((entry.model,) if entry.model else ()) + entry.policy.fallback.models]
+        binding = ModelBinding(
+            plugin=entry.ref,
+            policy=entry.policy,
+            permissions=entry.cls.permissions,
+            chain=chain,
+            embedding_chain=[model_id(entry.embedding_model)] if entry.embedding_model else [],
+            providers=self.providers,
+            state=self.state,
+            clock=self.clock,
+            rng=self.rng,
+            breakers=self.breakers,
+            tracer=self.tracer,
+        )
+        self._kept[entry.ref] = (signature, binding)
+        return binding
 
 
 def _messages(messages: str | Sequence[Message]) -> tuple[Message, ...]:

@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,37 +55,20 @@ from brickwork.policies.ratelimit import RateLimiter
 from brickwork.policies.timeout import Deadline
 from brickwork.runtime.clock import SystemClock
 from brickwork.runtime.context import Frame, RunContext, TextSink
-from brickwork.runtime.models import BoundModel, ModelBinding, Providers, model_id
+from brickwork.runtime.models import BoundModel, ModelBindings, Providers
 from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
 from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
+from brickwork.runtime.trace_ids import new_trace_id
 from brickwork.state.base import BreakerSnapshot, StateBackend
 from brickwork.state.memory import MemoryState
 
 if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
     from brickwork.observability.tracing import Tracing
 
-__all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
+__all__ = ["Orchestrator", "PluginHealth", "VersionSelector", "new_trace_id"]
 
 log = logging.getLogger(__name__)
-
-#: Trace ids need to be unique, not secret: a PRNG seeded from the OS (and reseeded
-#: in a forked child) gives the random bits without a system call per request.
-_trace_rng = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _trace_rng.seed(os.urandom(32)))
-
-
-def new_trace_id() -> str:
-    """32 hex digits: the time in milliseconds (12), then 80 random bits (20).
-
-    Time first, like a UUIDv7, so that ids made one after another sort together:
-    the audit log's index on ``trace_id`` then takes a batch of records into one or
-    two B-tree pages, where random ids would each dirty a page of their own (about
-    6 KB more written per record, to the WAL and again at checkpoints). The 80
-    random bits keep ids unique within a millisecond, and the right-most 7 bytes
-    random, as W3C Trace Context asks of a trace id.
-    """
-    return f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}{_trace_rng.getrandbits(80):020x}"
 
 
 class VersionSelector:
@@ -151,10 +132,17 @@ class Orchestrator:
         #: Circuit breakers by state key: the objects are only handles on the state
         #: backend's breaker, so one per key serves every request.
         self._breakers: dict[str, CircuitBreaker] = {}
-        #: Each plugin version's model chains composed with its policies (see :meth:`binding`).
-        self._bindings: dict[str, tuple[tuple[object, ...], ModelBinding]] = {}
         #: OpenTelemetry spans; ``None`` (the default) makes no tracing call at all.
         self.tracing = tracing
+        #: Each plugin version's model chains, composed with its policies once.
+        self.bindings = ModelBindings(
+            providers=self.providers,
+            state=self.state,
+            clock=self.clock,
+            rng=self.rng,
+            breakers=self.breaker,
+            tracer=tracing,
+        )
 
     # --- public API ------------------------------------------------------------
 
@@ -204,6 +192,25 @@ class Orchestrator:
             request = request.model_copy(update={"tenant": principal.tenant})
         return await self._handle(request, Frame((), trace_id, None, principal, on_text))
 
+    async def stream(
+        self, request: Request | Mapping[str, Any], *, principal: Principal | None = None
+    ) -> AsyncIterator[str | Envelope]:
+        """:meth:`handle` as one iterator: each piece of the plugin's text as it is
+        produced, then the envelope (a failure is raised, after the pieces that came).
+        Leaving the loop early cancels the run."""
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        task = asyncio.ensure_future(self.handle(request, principal=principal, on_text=pieces.put_nowait))
+        task.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            while (piece := await pieces.get()) is not None:
+                yield piece
+            yield task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, BrickworkError):
+                    await task
+
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
 
@@ -231,39 +238,6 @@ class Orchestrator:
             bulkhead = Bulkhead(entry.policy.bulkhead, self.clock, label=entry.ref)
             self._bulkheads[entry.ref] = bulkhead
         return bulkhead
-
-    def binding(self, entry: PluginEntry) -> ModelBinding:
-        """``entry``'s model chains composed with its policies, once (again only when
-        its policy or models change)."""
-        # What the composition depends on; compared by identity, cheap on every run.
-        signature = (
-            entry,
-            entry.policy,
-            entry.model,
-            entry.embedding_model,
-            self.tracing,
-            self.providers,
-            self.state,
-        )
-        kept = self._bindings.get(entry.ref)
-        if kept is not None and all(a is b for a, b in zip(kept[0], signature, strict=True)):
-            return kept[1]
-        chain = [model_id(m) for m in ((entry.model,) if entry.model else ()) + entry.policy.fallback.models]
-        binding = ModelBinding(
-            plugin=entry.ref,
-            policy=entry.policy,
-            permissions=entry.cls.permissions,
-            chain=chain,
-            embedding_chain=[model_id(entry.embedding_model)] if entry.embedding_model else [],
-            providers=self.providers,
-            state=self.state,
-            clock=self.clock,
-            rng=self.rng,
-            breakers=self.breaker,
-            tracer=self.tracing,
-        )
-        self._bindings[entry.ref] = (signature, binding)
-        return binding
 
     def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker:
         """The circuit breaker kept under ``key`` in the state backend, for ``policy``."""
@@ -515,7 +489,7 @@ class Orchestrator:
         total = policy.timeout.total
         deadline = frame.deadline.child(total) if frame.deadline else Deadline(self.clock, total)
         account_run = ModelRun(entry.ref, request.tenant, deadline, account)
-        model = BoundModel(self.binding(entry), account_run)
+        model = BoundModel(self.bindings.get(entry), account_run)
         ctx = RunContext(
             entry=entry,
             request=request,

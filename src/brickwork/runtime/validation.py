@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any, get_args
+from typing import Any, Literal, get_args, get_origin
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -106,7 +106,13 @@ def _check_text_field(cls: type[Plugin[Any, Any]]) -> None:
     info = cls.output_type.model_fields.get(field) if isinstance(field, str) else None
     if info is None:
         raise _fail(cls, f"text_field {field!r} is not a field of {cls.output_type.__name__}")
-    if info.annotation is not str and str not in get_args(info.annotation):
+    annotation = info.annotation
+    texts = get_args(annotation) if get_origin(annotation) is Literal else ()
+    if (
+        annotation is not str
+        and str not in get_args(annotation)
+        and not (texts and all(isinstance(t, str) for t in texts))
+    ):
         raise _fail(cls, f"text_field {field!r} of {cls.output_type.__name__} must be a str field")
 
 

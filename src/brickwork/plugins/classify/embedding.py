@@ -67,6 +67,7 @@ def _well_formed(out: ClassifyOutput) -> bool:
 class ClassifyEmbedding(Plugin[ClassifyInput, ClassifyOutput]):
     name = "classify"
     version = "2.0.0"
+    text_field = "label"
     description = (
         "Zero-shot classification of a text into labels given with the request (single or "
         "multi-label, a score for every label). Embeddings: similarity between the text and "

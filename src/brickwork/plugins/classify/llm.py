@@ -74,6 +74,7 @@ def _well_formed(out: ClassifyOutput) -> bool:
 class ClassifyLLM(Plugin[ClassifyInput, ClassifyOutput]):
     name = "classify"
     version = "3.0.0"
+    text_field = "label"
     description = (
         "Zero-shot classification of a text into labels given with the request: topic, intent, "
         "category or tag, single or multi-label, with a score for every label. An LLM scores "

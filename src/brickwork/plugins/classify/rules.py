@@ -116,6 +116,7 @@ _DESCRIPTIONS = {
 class ClassifyRules(Plugin[ClassifyInput, ClassifyOutput]):
     name = "classify"
     version = "1.0.0"
+    text_field = "label"
     description = (
         "Zero-shot classification of a text into labels given with the request (single or "
         "multi-label, a score for every label). Rules: word overlap with the label names and "

@@ -47,6 +47,7 @@ def softmax(logprobs: Mapping[str, float]) -> dict[str, float]:
 class SentimentLLM(Plugin[SentimentInput, SentimentOutput]):
     name = "sentiment"
     version = "2.0.0"
+    text_field = "label"
     description = (
         "Sentiment of a text: positive, negative or neutral, with a score and the words "
         "that carried it. An LLM scores each label; falls back to the rules of sentiment@1."

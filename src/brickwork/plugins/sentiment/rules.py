@@ -68,6 +68,7 @@ def analyse(text: str) -> SentimentOutput:
 class SentimentRules(Plugin[SentimentInput, SentimentOutput]):
     name = "sentiment"
     version = "1.0.0"
+    text_field = "label"
     description = (
         "Sentiment of a text: positive, negative or neutral, with a score and the words "
         "that carried it. Rules (VADER lexicon); needs no model."

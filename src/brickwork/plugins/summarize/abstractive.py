@@ -12,13 +12,20 @@ too slow, or the budget is spent; the envelope then says ``degraded``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 from brickwork.contracts.errors import ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
+from brickwork.plugins.summarize.answer import (
+    Shaped,
+    StreamedAnswer,
+    clean,
+    drop_unfinished,
+    parse_bullets,
+    shape,
+)
 from brickwork.plugins.summarize.contract import (
     STYLES,
     SummarizeInput,
@@ -52,60 +59,11 @@ _COMBINE = (
     'Summaries:\n"""\n{{ text }}\n"""\n'
 )
 
-_BULLET = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+(.+?)\s*$")
-_PREAMBLE = re.compile(
-    r"^\s*(?:(?:here is|here's|below is)[^\n:]*:|summary\s*:|\*\*summary\*\*:?)\s*", re.IGNORECASE
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-
-
-def parse_bullets(text: str) -> list[str]:
-    """The points of a model's answer: its bullet lines, else its sentences."""
-    points = [m.group(1) for line in text.splitlines() if (m := _BULLET.match(line))]
-    if points:
-        return points
-    return [s.text for s in sentence_spans(text)]
-
-
-def _clean(text: str) -> str:
-    text = _PREAMBLE.sub("", text.strip()).strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text
-
-
-def _drop_unfinished(text: str) -> str:
-    """An answer cut by the token limit, without its unfinished last sentence or point."""
-    lines = text.rstrip().splitlines()
-    if len(lines) > 1 and _BULLET.match(lines[-1]) and _BULLET.match(lines[-2]):
-        return "\n".join(lines[:-1])
-    ends = [m.start() for m in _SENTENCE_END.finditer(text)]
-    if ends and not text.rstrip().endswith((".", "!", "?", "…")):
-        return text[: ends[-1]]
-    return text
-
-
-def _trim(text: str, limit: int) -> tuple[str, bool]:
-    """``text`` cut to ``limit`` words at a sentence end (or a word, with "…")."""
-    if len(words(text)) <= limit:
-        return text, False
-    kept: list[str] = []
-    used = 0
-    for sentence in _SENTENCE_END.split(text):
-        count = len(words(sentence))
-        if used + count > limit:
-            break
-        kept.append(sentence)
-        used += count
-    if kept:
-        return " ".join(kept), True
-    tokens = text.split()
-    return " ".join(tokens[:limit]).rstrip(",;:") + "…", True
-
 
 class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
     name = "summarize"
     version = "2.0.0"
+    text_field = "summary"
     description = (
         "Summary of a text in its own words, by an LLM: short, medium, long or a word limit; "
         "prose or bullet points; neutral, formal, casual or technical. Long texts are "
@@ -167,8 +125,8 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
         text = input.text.strip()
         notes: list[str] = []
         if ctx.model.count_tokens(text) <= budget:
-            answer = await self._ask(
-                ctx, "summarize", final_tokens, text=text, words=limit, parts=1, part=1, **options
+            answer = await self._final(
+                ctx, "summarize", final_tokens, limit, input.bullets, text=text, parts=1, part=1, style=style
             )
             chunks = 1
         else:
@@ -203,11 +161,17 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
             ]
             answer, rounds = await self._reduce(ctx, summaries, limit, input.bullets, style)
             notes.append(f"summarized in {chunks} parts, combined in {rounds} round(s)")
-        return self._output(answer, input, limit, chunks, notes)
+        return SummarizeOutput(
+            summary=answer.summary,
+            bullets=answer.bullets,
+            method="abstractive",
+            chunks=chunks,
+            note="; ".join(notes + answer.notes) or None,
+        )
 
     async def _reduce(
         self, ctx: Context, summaries: list[str], limit: int, bullets: bool, style: str
-    ) -> tuple[str, int]:
+    ) -> tuple[Shaped, int]:
         """Combine partial summaries into one, in as many rounds as the window needs."""
         final_tokens = _tokens_for(limit, bullets)
         partial = min(self.partial_words, limit * 2)
@@ -218,8 +182,8 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
             budget = self._budget(ctx, "combine", final_tokens, words=limit, bullets=bullets, style=style)
             joined = "\n\n".join(summaries)
             if len(summaries) <= 2 or ctx.model.count_tokens(joined) <= budget:
-                answer = await self._ask(
-                    ctx, "combine", final_tokens, text=joined, words=limit, bullets=bullets, style=style
+                answer = await self._final(
+                    ctx, "combine", final_tokens, limit, bullets, text=joined, style=style
                 )
                 return answer, rounds
             # Too long together: combine neighbours in groups that fit, then again.
@@ -252,42 +216,43 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
         return budget
 
     async def _ask(self, ctx: Context, prompt: str, max_tokens: int, **variables: object) -> str:
+        """A partial summary (of a chunk, or of a group of partial summaries)."""
         completion = await ctx.model.complete(ctx.prompt(prompt, **variables), max_tokens=max_tokens)
-        answer = _clean(completion.text)
+        answer = clean(completion.text)
         if completion.finish_reason == "length":
-            answer = _drop_unfinished(answer)
+            answer = drop_unfinished(answer)
+        return self._nonempty(answer)
+
+    async def _final(
+        self, ctx: Context, prompt: str, max_tokens: int, limit: int, bullets: bool, **variables: object
+    ) -> Shaped:
+        """The summary itself: streamed to a caller that streams, word by word (see
+        :class:`~brickwork.plugins.summarize.answer.StreamedAnswer`)."""
+        text = ctx.prompt(prompt, words=limit, bullets=bullets, **variables)
+        if not ctx.streaming:
+            completion = await ctx.model.complete(text, max_tokens=max_tokens)
+            answer = shape(
+                completion.text, finish_reason=completion.finish_reason, limit=limit, bullets=bullets
+            )
+            self._nonempty(answer.summary)
+            return answer
+        streamed = StreamedAnswer(limit=limit, bullets=bullets)
+        finish = "stop"
+        async for chunk in ctx.model.stream(text, max_tokens=max_tokens):
+            ctx.emit(streamed.feed(chunk.delta))
+            finish = chunk.finish_reason or finish
+            if streamed.full:
+                break  # past the word limit: the rest would be cut anyway
+        ctx.emit(streamed.finish(finish))
+        self._nonempty(streamed.summary)
+        return Shaped(streamed.summary, streamed.points, streamed.notes)
+
+    def _nonempty(self, answer: str) -> str:
         if not words(answer):
             raise ProviderResponseError(
                 f"{self.ref()}: the model returned an empty summary", plugin=self.ref()
             )
         return answer
-
-    def _output(
-        self, answer: str, input: SummarizeInput, limit: int, chunks: int, notes: list[str]
-    ) -> SummarizeOutput:
-        if input.bullets:
-            points: list[str] = []
-            used = 0
-            for point in parse_bullets(answer):
-                count = len(words(point))
-                if points and used + count > limit:
-                    notes.append(f"cut to {limit} words")
-                    break
-                points.append(point)
-                used += count
-            summary = "\n".join(f"- {p}" for p in points)
-        else:
-            points = []
-            summary, cut = _trim(" ".join(answer.split()), limit)
-            if cut:
-                notes.append(f"cut to {limit} words")
-        return SummarizeOutput(
-            summary=summary,
-            bullets=points,
-            method="abstractive",
-            chunks=chunks,
-            note="; ".join(notes) or None,
-        )
 
 
 def _tokens_for(words: int, bullets: bool) -> int:

@@ -139,6 +139,7 @@ _ADA = "Ada wrote the first program. She worked with Babbage. Her notes were pub
 class SummarizeExtractive(Plugin[SummarizeInput, SummarizeOutput]):
     name = "summarize"
     version = "1.0.0"
+    text_field = "summary"
     description = (
         "Summary of a text, extractive: its most central sentences (LexRank), verbatim and "
         "in order, so it never invents. Needs no model; the fallback of summarize@2."

@@ -24,8 +24,10 @@ from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
 from brickwork.contracts.provider import Message
 from brickwork.plugins.summarize.segmentation import pack, sentence_spans
+from brickwork.plugins.translate.answer import StreamedTranslation, clean
 from brickwork.plugins.translate.contract import Quality, TranslateInput, TranslateOutput
 from brickwork.plugins.translate.glossary import (
+    Protected,
     missing_terms,
     normalize,
     protect,
@@ -47,7 +49,6 @@ _SYSTEM = (
 #: Known small models (and any name with a size of at most 4B parameters).
 _SMALL_NAMES = ("smollm", "tinyllama", "gemma-3-270m", "qwen2.5-0.5b", "qwen2.5-coder-0.5b")
 _SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*([mb])(?![a-z])", re.IGNORECASE)
-_PREAMBLE = re.compile(r"^\s*(?:here is the translation[^\n:]*:|translation\s*:)\s*", re.IGNORECASE)
 
 
 def is_small_model(model: str) -> bool:
@@ -63,17 +64,10 @@ def is_small_model(model: str) -> bool:
     return False
 
 
-def _clean(answer: str, original: str) -> str:
-    answer = _PREAMBLE.sub("", answer.strip()).strip()
-    quoted = original.strip()[:1] in "\"'«“"
-    if len(answer) >= 2 and not quoted and answer[0] in "\"'«“" and answer[-1] in "\"'»”":
-        answer = answer[1:-1].strip()
-    return answer
-
-
 class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
     name = "translate"
     version = "2.0.0"
+    text_field = "translation"
     description = (
         "Translation by an LLM into an ISO 639-1 target language, source detected when not "
         "given; glossary terms kept verbatim (enforced with placeholders and checked). Says when "
@@ -107,6 +101,36 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
     context_tokens: ClassVar[int] = 4096
     margin_tokens: ClassVar[int] = 64
 
+    async def _streamed(
+        self,
+        ctx: Context,
+        messages: list[Message],
+        max_tokens: int,
+        protected: Protected,
+        original: str,
+        gap: str,
+        models: set[str],
+        seen: set[int],
+    ) -> str:
+        """One chunk's translation, sent piece by piece as the model writes it (after
+        the spacing before it); returns it as sent, placeholders restored."""
+        streamed = StreamedTranslation(protected, original)
+        sent: list[str] = []
+        async for chunk in ctx.model.stream(messages, max_tokens=max_tokens):
+            if chunk.model:
+                models.add(chunk.model)
+            sent.append(streamed.feed(chunk.delta))
+            if "".join(sent) and gap:
+                ctx.emit(gap)
+                gap = ""
+            ctx.emit(sent[-1])
+        sent.append(streamed.finish())
+        if "".join(sent) and gap:
+            ctx.emit(gap)
+        ctx.emit(sent[-1])
+        seen.update(streamed.seen)
+        return "".join(sent)
+
     async def run(self, input: TranslateInput, ctx: Context) -> TranslateOutput:
         source = source_of(input)
         if source.language == input.target_language:
@@ -126,29 +150,45 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
         )
         pieces: list[str] = []
         models: set[str] = set()
+        seen: set[int] = set()
         previous_end: int | None = None
         for chunk in chunks:
             size = ctx.model.count_tokens(chunk.text)
-            completion = await ctx.model.complete(
-                [Message(role="system", content=system), Message(role="user", content=chunk.text)],
-                max_tokens=max(16, min(2 * size + 64, self.context_tokens - overhead - size)),
-            )
-            models.add(completion.model)
-            answer = _clean(completion.text, chunk.text)
+            # Keep the original spacing between chunks (paragraph breaks).
+            gap = protected.text[previous_end : chunk.start] if previous_end is not None else ""
+            messages = [Message(role="system", content=system), Message(role="user", content=chunk.text)]
+            max_tokens = max(16, min(2 * size + 64, self.context_tokens - overhead - size))
+            if ctx.streaming:
+                answer = await self._streamed(
+                    ctx, messages, max_tokens, protected, chunk.text, gap, models, seen
+                )
+            else:
+                completion = await ctx.model.complete(messages, max_tokens=max_tokens)
+                models.add(completion.model)
+                answer = clean(completion.text, chunk.text)
             if not answer:
                 raise ProviderResponseError(f"{self.ref()}: the model returned an empty translation")
-            # Keep the original spacing between chunks (paragraph breaks).
-            if previous_end is not None:
-                pieces.append(protected.text[previous_end : chunk.start])
-            pieces.append(answer)
+            pieces.extend((gap, answer))
             previous_end = chunk.end
-        translation, dropped = restore("".join(pieces), protected)
         notes: list[str] = []
-        if dropped:
-            terms = [protected.slots[n] for n in dropped]
-            translation = reinsert(translation, protected, dropped)
-            ctx.warn(f"the model dropped glossary term(s) {terms}; put back at approximate places")
-            notes.append(f"glossary term(s) {', '.join(terms)} were put back by rule, at approximate places")
+        if ctx.streaming:
+            # Sent as it came: a dropped term cannot be put back into what the caller read.
+            translation = "".join(pieces)
+            dropped = [n for n in sorted(protected.slots) if n not in seen]
+            if dropped:
+                terms = [protected.slots[n] for n in dropped]
+                ctx.warn(
+                    f"the model dropped glossary term(s) {terms}; not put back (the translation streamed)"
+                )
+        else:
+            translation, dropped = restore("".join(pieces), protected)
+            if dropped:
+                terms = [protected.slots[n] for n in dropped]
+                translation = reinsert(translation, protected, dropped)
+                ctx.warn(f"the model dropped glossary term(s) {terms}; put back at approximate places")
+                notes.append(
+                    f"glossary term(s) {', '.join(terms)} were put back by rule, at approximate places"
+                )
         still_missing = missing_terms(translation, protected.terms)
         if still_missing:
             ctx.warn(f"glossary term(s) {still_missing} are not in the translation")

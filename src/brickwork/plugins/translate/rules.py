@@ -83,6 +83,7 @@ def untranslated(input: TranslateInput, source: Source, reason: str) -> Translat
 class TranslateRules(Plugin[TranslateInput, TranslateOutput]):
     name = "translate"
     version = "1.0.0"
+    text_field = "translation"
     description = (
         "Translation without a model: detects the text's language; returns it unchanged when it "
         "already is the target language, else untranslated with translated=false and a note. "

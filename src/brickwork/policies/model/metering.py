@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brickwork.contracts.provider import Completion, ModelId, ModelPrice
+from brickwork.contracts.provider import Completion, ModelId, ModelPrice, StreamChunk
 from brickwork.policies.model.base import Ended, Item, Model, ModelCall, ModelRun, WrapperModel
 
 if TYPE_CHECKING:
@@ -16,9 +16,10 @@ __all__ = ["MeteredModel"]
 class MeteredModel(WrapperModel):
     """What an operation used (reported, else estimated: see :meth:`Ended.usage`) is
     added to the run's account at its price, failed operations included once items
-    flowed; with a tracer, each operation is one span under GenAI conventions
-    (``gen_ai.operation.name``, provider, request model, token usage, finish reason),
-    a stream's from its opening to its last chunk."""
+    flowed; a stream's first chunk names the model that answers. With a tracer,
+    each operation is one span under GenAI conventions (``gen_ai.operation.name``,
+    provider, request model, token usage, finish reason), a stream's from its
+    opening to its last chunk."""
 
     def __init__(self, inner: Model, *, model: ModelId, price: ModelPrice, tracer: Tracer | None) -> None:
         super().__init__(inner)
@@ -38,6 +39,8 @@ class MeteredModel(WrapperModel):
 
     async def first(self, call: ModelCall, run: ModelRun, state: Any) -> tuple[Any, Item | None]:
         items, item = await super().first(call, run, state)
+        if isinstance(item, StreamChunk) and item.model is None:
+            item = item.model_copy(update={"model": self.model.model})  # which model answers
         if state is not None and item is not None:
             _response_attributes(state[1], item)
         return items, item

@@ -1,0 +1,121 @@
+"""From a model's answer to the translation of one chunk: at once, or as it streams.
+
+The answer loses a preamble ("Here is the translation:", "Translation:") and
+quotes around it that the original did not have, and its glossary placeholders
+become the terms' renderings again. A streamed answer holds back only what it
+cannot yet decide: the opening until a preamble is ruled out, a placeholder being
+written, a closing quote.
+"""
+
+from __future__ import annotations
+
+import re
+
+from brickwork.plugins.translate.glossary import Protected, restore
+
+__all__ = ["StreamedTranslation", "clean"]
+
+_PREAMBLE = re.compile(r"^\s*(?:here is the translation[^\n:]*:|translation\s*:)\s*", re.IGNORECASE)
+_OPEN_QUOTES = "\"'«“"
+_CLOSE_QUOTES = "\"'»”"
+#: Where a placeholder may start (see ``Protected._loose``), and how long one can be.
+_BRACKETS = "[({⟦【<"
+_PLACEHOLDER_CHARS = 16
+
+
+def clean(answer: str, original: str) -> str:
+    answer = _PREAMBLE.sub("", answer.strip()).strip()
+    quoted = original.strip()[:1] in _OPEN_QUOTES
+    if len(answer) >= 2 and not quoted and answer[0] in _OPEN_QUOTES and answer[-1] in _CLOSE_QUOTES:
+        answer = answer[1:-1].strip()
+    return answer
+
+
+def _undecided_preamble(opening: str) -> bool:
+    low = opening.lower()
+    intro = "here is the translation"
+    if intro.startswith(low):
+        return True
+    if low.startswith(intro):
+        return ":" not in low and "\n" not in low
+    label = "translation"
+    if label.startswith(low):
+        return True
+    if low.startswith(label):
+        return not low[len(label) :].strip()
+    return False
+
+
+class StreamedTranslation:
+    """One chunk's streaming answer, shaped as it comes: :meth:`feed` each delta and
+    send what it returns, then what :meth:`finish` returns. :attr:`seen` holds the
+    placeholders that came back."""
+
+    max_opening = 120
+
+    def __init__(self, protected: Protected, original: str) -> None:
+        self.protected = protected
+        self.quoted = original.strip()[:1] in _OPEN_QUOTES
+        self.seen: set[int] = set()
+        self._opening: str | None = ""
+        self._pending = ""
+        self._dequoted = False  # an opening quote was dropped: its closing one goes too
+        self._begun = False
+
+    def feed(self, delta: str) -> str:
+        if not delta:
+            return ""
+        if self._opening is not None:
+            self._opening += delta
+            opening = self._opening.lstrip()
+            if not opening or (len(opening) < self.max_opening and _undecided_preamble(opening)):
+                return ""
+            self._opening = None
+            delta = _PREAMBLE.sub("", opening, count=1)
+        self._pending += self._begin(delta)
+        return self._flush(final=False)
+
+    def finish(self) -> str:
+        if self._opening is not None:
+            self._pending = self._begin(_PREAMBLE.sub("", self._opening.lstrip(), count=1))
+            self._opening = None
+        self._pending = self._pending.rstrip()
+        if self._dequoted and self._pending[-1:] and self._pending[-1:] in _CLOSE_QUOTES:
+            self._pending = self._pending[:-1].rstrip()
+        return self._flush(final=True)
+
+    def _begin(self, delta: str) -> str:
+        """``delta`` once the answer's text began (its first non-space character): a
+        preamble's spacing, and quotes the original did not have, are not the answer's."""
+        if self._begun:
+            return delta
+        delta = delta.lstrip()
+        if delta and not self.quoted and delta[0] in _OPEN_QUOTES:
+            self._dequoted = True
+            delta = delta[1:].lstrip()
+        self._begun = bool(delta)
+        return delta
+
+    def _flush(self, *, final: bool) -> str:
+        text = self._pending
+        keep = 0
+        if not final:
+            # A placeholder being written, trailing spaces (the answer may end there)
+            # and a closing quote stay until more comes.
+            start = max(text.rfind(c) for c in _BRACKETS)
+            if start >= 0 and len(text) - start <= _PLACEHOLDER_CHARS and not _closed(text[start:]):
+                keep = len(text) - start
+            stripped = len(text[: len(text) - keep].rstrip())
+            if self._dequoted and text[:stripped][-1:] in _CLOSE_QUOTES:
+                stripped -= 1
+            keep = len(text) - stripped
+        ready, self._pending = text[: len(text) - keep], text[len(text) - keep :]
+        if not ready:
+            return ""
+        restored, dropped = restore(ready, self.protected)
+        self.seen.update(set(self.protected.slots) - set(dropped))
+        return restored
+
+
+def _closed(tail: str) -> bool:
+    return any(c in tail for c in "])}⟧】>")
