@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from brickwork.contracts.errors import OutputValidationError, PluginValidationError
+from brickwork.contracts.errors import OutputValidationError, PluginValidationError, ProviderUnavailableError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.provider import CompletionRequest, StreamChunk
 from brickwork.contracts.request import Envelope
@@ -267,3 +267,34 @@ async def test_a_term_dropped_from_a_streamed_translation_is_reported_not_patche
     assert "".join(pieces) == envelope.output["translation"] == "Bonjour, bienvenue aujourd'hui."
     assert envelope.output["glossary_kept"] is False
     assert any("not put back" in w for w in envelope.warnings)
+
+
+class BreaksOff(FakeProvider):
+    """Streams three words, then fails; its calls fail outright."""
+
+    async def complete(self, request: CompletionRequest) -> Any:
+        raise ProviderUnavailableError("the upstream is down")
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        self.calls.append(request)
+        for word in ("The ", "council ", "approved "):
+            yield StreamChunk(delta=word)
+        raise ProviderUnavailableError("the upstream went away")
+
+
+async def test_no_fallback_once_text_reached_the_caller() -> None:
+    orch = runtime(SummarizeExtractive, SummarizeLLM, provider=BreaksOff("local"))
+    pieces: list[str] = []
+
+    async def read() -> None:
+        async for item in orch.stream({"plugin": "summarize@2", "input": {"text": TEXT}}):
+            assert isinstance(item, str)
+            pieces.append(item)
+
+    with pytest.raises(ProviderUnavailableError):
+        await read()
+    assert pieces == ["The", " council", " approved"]
+    # Without a reader, the same failure falls back to the extractive version.
+    envelope = await orch.handle({"plugin": "summarize@2", "input": {"text": TEXT}})
+    assert envelope.degraded
+    assert envelope.version == "1.0.0"

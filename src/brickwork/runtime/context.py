@@ -24,7 +24,7 @@ from brickwork.policies.timeout import Deadline
 from brickwork.runtime.models import BoundModel, CallAccount
 from brickwork.runtime.registry import PluginEntry
 
-__all__ = ["Frame", "RunContext", "TextSink"]
+__all__ = ["Frame", "RunContext", "StreamedText", "TextSink"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,26 @@ class Frame:
     principal: Principal | None = None
     #: Where the run's text goes as it is produced: only the request's own run (and
     #: its fallbacks) has one; a nested call's text is its caller's to use.
-    text: TextSink | None = None
+    text: StreamedText | None = None
 
 
 #: Takes each piece of text a run emits, in order.
 TextSink = Callable[[str], None]
+
+
+class StreamedText:
+    """A request's :data:`TextSink`, and whether any text went to it: once some did,
+    the caller has read part of an answer, and no fallback may replace it."""
+
+    __slots__ = ("sent", "sink")
+
+    def __init__(self, sink: TextSink) -> None:
+        self.sink = sink
+        self.sent = False
+
+    def __call__(self, text: str) -> None:
+        self.sent = True
+        self.sink(text)
 
 
 class RunContext:
@@ -56,7 +71,7 @@ class RunContext:
         account: CallAccount,
         frame: Frame,
         dispatch: Callable[[Request, Frame], Awaitable[Envelope]],
-        text: TextSink | None = None,
+        text: StreamedText | None = None,
     ) -> None:
         self._entry = entry
         self._request = request

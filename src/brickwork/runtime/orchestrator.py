@@ -54,7 +54,7 @@ from brickwork.policies.model import CallAccount, ModelRun
 from brickwork.policies.ratelimit import RateLimiter
 from brickwork.policies.timeout import Deadline
 from brickwork.runtime.clock import SystemClock
-from brickwork.runtime.context import Frame, RunContext, TextSink
+from brickwork.runtime.context import Frame, RunContext, StreamedText, TextSink
 from brickwork.runtime.models import BoundModel, ModelBindings, Providers
 from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
 from brickwork.runtime.registry import PluginEntry, Registry
@@ -190,7 +190,8 @@ class Orchestrator:
                 raise error from None
         if principal is not None and request.tenant != principal.tenant:
             request = request.model_copy(update={"tenant": principal.tenant})
-        return await self._handle(request, Frame((), trace_id, None, principal, on_text))
+        text = StreamedText(on_text) if on_text is not None else None
+        return await self._handle(request, Frame((), trace_id, None, principal, text))
 
     async def stream(
         self, request: Request | Mapping[str, Any], *, principal: Principal | None = None
@@ -352,7 +353,9 @@ class Orchestrator:
                 try:
                     outcome = await self._attempt(request, link, frame, account, admitted)
                 except BrickworkError as exc:
-                    eligible = exc.code in entry.policy.fallback.on
+                    # Once text reached the caller, another link's answer cannot follow it.
+                    streamed = frame.text is not None and frame.text.sent
+                    eligible = exc.code in entry.policy.fallback.on and not streamed
                     if eligible and position < last:
                         failed.append((link.ref, exc))
                         log.info("%s failed (%s), falling back", link.ref, exc.code)

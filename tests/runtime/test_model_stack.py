@@ -1,0 +1,188 @@
+"""The model policies are one stack that calls and streams share: the same wrapper
+objects, composed once per plugin version, each seen on a stream as on a call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from brickwork.contracts.errors import ProviderUnavailableError
+from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
+from brickwork.contracts.policy import BreakerPolicy, BudgetPolicy, FallbackPolicy, Policy, RetryPolicy
+from brickwork.contracts.provider import CompletionRequest, ModelPrice, StreamChunk
+from brickwork.observability.tracing import configure_tracing
+from brickwork.policies.model import (
+    BreakerModel,
+    BudgetModel,
+    DeadlineModel,
+    FallbackModel,
+    MeteredModel,
+    Model,
+    PermittedModel,
+    RetryModel,
+    WrapperModel,
+)
+from brickwork.runtime.models import Providers
+from brickwork.runtime.orchestrator import Orchestrator
+from brickwork.runtime.registry import Registry
+from brickwork.testing import FakeProvider
+
+POLICY = Policy(
+    retry=RetryPolicy(max_attempts=2, base_delay=0),
+    breaker=BreakerPolicy(min_calls=50),
+    budget=BudgetPolicy(limit=100.0),
+    fallback=FallbackPolicy(models=("spare:big",)),
+)
+
+
+class In(PluginInput):
+    text: str
+    stream: bool = False
+
+
+class Out(PluginOutput):
+    text: str
+
+
+class Both(Plugin[In, Out]):
+    name = "both"
+    version = "1.0.0"
+    description = "Calls or streams its model."
+    model = "fake:small"
+    permissions = frozenset({"model"})
+    text_field = "text"
+    policy = POLICY
+
+    async def run(self, input: In, ctx: Context) -> Out:
+        if input.stream:
+            parts = [chunk.delta async for chunk in ctx.model.stream(input.text)]
+            return Out(text="".join(parts))
+        return Out(text=(await ctx.model.complete(input.text)).text)
+
+
+def layers(model: Model) -> list[WrapperModel]:
+    """Every wrapper of a composed stack, outermost first."""
+    found: list[WrapperModel] = []
+    todo = [model]
+    while todo:
+        layer = todo.pop(0)
+        if isinstance(layer, WrapperModel):
+            found.append(layer)
+            if isinstance(layer, FallbackModel):
+                todo.extend(m for _, m in layer.models)
+            else:
+                todo.append(layer.inner)
+    return found
+
+
+def orchestrator(*providers: FakeProvider, tracing: Any = None) -> Orchestrator:
+    registry = Registry()
+    registry.add(Both)
+    table = Providers(prices={"fake:small": ModelPrice(1.0, 1.0), "spare:big": ModelPrice(2.0, 2.0)})
+    for provider in providers:
+        table.add(provider)
+    return Orchestrator(registry, providers=table, tracing=tracing)
+
+
+async def test_a_call_and_a_stream_pass_through_the_very_same_policy_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    orch = orchestrator(FakeProvider("fake"), FakeProvider("spare"))
+    entry = orch.registry.resolve("both")
+    stack = orch.bindings.get(entry).chat
+    assert orch.bindings.get(entry).chat is stack  # composed once, kept
+    seen: dict[int, list[str]] = {}
+    for layer in layers(stack):
+        original = layer.enter
+
+        async def counted(
+            call: Any, run: Any, *, _layer: WrapperModel = layer, _enter: Any = original
+        ) -> Any:
+            seen.setdefault(id(_layer), []).append(call.operation)
+            return await _enter(call, run)
+
+        monkeypatch.setattr(layer, "enter", counted)
+    kinds = {type(layer) for layer in layers(stack)}
+    assert kinds == {
+        PermittedModel,
+        FallbackModel,
+        BreakerModel,
+        RetryModel,
+        DeadlineModel,
+        BudgetModel,
+        MeteredModel,
+    }
+
+    call = await orch.handle({"plugin": "both", "input": {"text": "hi"}})
+    stream = await orch.handle({"plugin": "both", "input": {"text": "hi", "stream": True}})
+    assert call.output == stream.output == {"text": "fake reply"}
+    # The outer layers and the first model's five each served the call, then the
+    # stream; the spare model's layers were never needed.
+    used = [type(layer) for layer in layers(stack) if seen.get(id(layer)) == ["chat", "stream"]]
+    assert used == [
+        PermittedModel,
+        FallbackModel,
+        BreakerModel,
+        RetryModel,
+        DeadlineModel,
+        BudgetModel,
+        MeteredModel,
+    ]
+    assert len(seen) == 7
+
+
+class FailsToOpen(FakeProvider):
+    """Its calls and streams fail before any output, ``times`` times."""
+
+    def __init__(self, name: str, times: int) -> None:
+        super().__init__(name)
+        self.times = times
+
+    async def complete(self, request: CompletionRequest) -> Any:
+        if self.times:
+            self.times -= 1
+            self.calls.append(request)
+            raise ProviderUnavailableError("down")
+        return await super().complete(request)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+        if self.times:
+            self.times -= 1
+            self.calls.append(request)
+            raise ProviderUnavailableError("down")
+        async for chunk in super().stream(request):
+            yield chunk
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_retry_then_fallback_and_budget_and_account_alike_for_calls_and_streams(stream: bool) -> None:
+    first, spare = FailsToOpen("fake", times=2), FakeProvider("spare")
+    orch = orchestrator(first, spare)
+    envelope = await orch.handle({"plugin": "both", "input": {"text": "hello there", "stream": stream}})
+    assert envelope.output == {"text": "fake reply"}
+    assert len(first.calls) == 2  # retried once (max_attempts=2), then the next model
+    assert len(spare.calls) == 1
+    assert envelope.models == ["spare:big"]
+    assert envelope.warnings == ["model fake:small failed (retries_exhausted); trying next"]
+    assert envelope.usage.calls == 1
+    assert envelope.cost == pytest.approx((2 + 2) * 2.0 / 1e6)  # the spare's price, its usage
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_model_call_and_a_model_stream_each_get_their_span(stream: bool) -> None:
+    tracing = configure_tracing("memory")
+    assert tracing is not None
+    orch = orchestrator(FakeProvider("fake"), FakeProvider("spare"), tracing=tracing)
+    await orch.handle({"plugin": "both", "input": {"text": "hello there", "stream": stream}})
+    spans = {span.name: span for span in tracing.exporter.get_finished_spans()}
+    model = spans["chat small"]
+    attributes = dict(model.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "fake"
+    assert attributes["gen_ai.usage.input_tokens"] == 2
+    assert attributes["gen_ai.usage.output_tokens"] == 2
+    plugin = spans["invoke_agent both@1.0.0"]
+    assert model.parent is not None
+    assert model.parent.span_id == plugin.context.span_id
