@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from brickwork.contracts.errors import ConfigurationError, http_status
 from brickwork.contracts.plugin import Plugin
 from brickwork.contracts.provider import CompletionRequest, Provider
 from brickwork.plugins.summarize import SummarizeExtractive, SummarizeInput, SummarizeLLM
@@ -206,10 +207,9 @@ def test_parse_bullets_falls_back_to_sentences() -> None:
     assert parse_bullets("First point. Second point.") == ["First point.", "Second point."]
 
 
-class SmallWindow(SummarizeLLM):
-    """summarize@2 bound to a model with a tiny window (FakeProvider counts words)."""
-
-    context_tokens = 400
+#: A model with a tiny window (FakeProvider counts words): summarize@2 asks its
+#: bound model for the window, so a long text is map-reduced to fit it.
+WINDOW = 400
 
 
 def long_text(sentences: int = 80) -> str:
@@ -227,8 +227,8 @@ async def test_map_reduce_splits_a_long_text_into_chunks_that_fit() -> None:
             return f"Partial summary {prompt.count('Fact')} facts."
         return "Rain was measured every day at the river station."
 
-    provider = FunctionProvider(answer, name="local")
-    orch = runtime(SummarizeExtractive, SmallWindow, provider=provider)
+    provider = FunctionProvider(answer, name="local", context_window=WINDOW)
+    orch = runtime(SummarizeExtractive, SummarizeLLM, provider=provider)
     envelope = await orch.handle({"plugin": "summarize@2", "input": {"text": text}})
 
     maps = [prompt_of(r) for r in provider.calls if prompt_of(r).startswith("Summarize")]
@@ -245,9 +245,7 @@ async def test_map_reduce_splits_a_long_text_into_chunks_that_fit() -> None:
     # Each call's prompt plus the room left for its answer fits the window.
     for request in provider.calls:
         assert isinstance(request, CompletionRequest)
-        assert (
-            provider.count_tokens("", prompt_of(request)) + request.max_tokens <= SmallWindow.context_tokens
-        )
+        assert provider.count_tokens("", prompt_of(request)) + request.max_tokens <= WINDOW
     # The reduce saw every partial summary.
     assert combines[0].count("Partial summary") == len(maps)
     assert envelope.usage.calls == len(maps) + 1
@@ -260,8 +258,8 @@ async def test_reduce_is_recursive_when_partial_summaries_do_not_fit_together() 
     def answer(request: CompletionRequest) -> str:
         return wordy
 
-    provider = FunctionProvider(answer, name="local")
-    orch = runtime(SummarizeExtractive, SmallWindow, provider=provider)
+    provider = FunctionProvider(answer, name="local", context_window=WINDOW)
+    orch = runtime(SummarizeExtractive, SummarizeLLM, provider=provider)
     envelope = await orch.handle({"plugin": "summarize@2", "input": {"text": text}})
 
     prompts = [prompt_of(r) for r in provider.calls]
@@ -274,9 +272,7 @@ async def test_reduce_is_recursive_when_partial_summaries_do_not_fit_together() 
     assert int(note.split("combined in ")[1].split(" ")[0]) >= 2
     for request in provider.calls:
         assert isinstance(request, CompletionRequest)
-        assert (
-            provider.count_tokens("", prompt_of(request)) + request.max_tokens <= SmallWindow.context_tokens
-        )
+        assert provider.count_tokens("", prompt_of(request)) + request.max_tokens <= WINDOW
     assert len(envelope.output["summary"].split()) <= 100
 
 
@@ -319,3 +315,19 @@ async def test_empty_model_answer_moves_down_the_ladder() -> None:
     assert envelope.degraded
     assert [a.code for a in envelope.fallbacks] == ["provider_bad_response"]
     assert envelope.output["method"] == "extractive"
+
+
+async def test_a_window_too_small_for_the_prompt_is_a_configuration_error_not_a_502() -> None:
+    # A mistake of the deployment's, not of a model at run time: no fallback hides it.
+    provider = FunctionProvider(lambda r: "never asked", name="local", context_window=60)
+    orch = runtime(SummarizeExtractive, SummarizeLLM, provider=provider)
+    with pytest.raises(ConfigurationError, match="context of 60 tokens leaves no room") as caught:
+        await orch.handle({"plugin": "summarize@2", "input": {"text": TEXT}})
+    assert http_status(caught.value) == 500
+    assert provider.calls == []
+
+
+def test_the_local_provider_reports_its_configured_window() -> None:
+    from brickwork.providers.local import LocalProvider
+
+    assert LocalProvider(n_ctx=2048).context_window("qwen2.5-0.5b") == 2048

@@ -190,16 +190,15 @@ async def test_an_answer_still_in_the_source_language_is_not_called_a_translatio
 
 
 async def test_long_texts_are_translated_in_chunks_keeping_paragraphs() -> None:
-    class SmallWindow(TranslateLLM):
-        context_tokens = 150
-
     paragraphs = [
         " ".join(f"This is sentence {i} of paragraph {p} about Brickwork." for i in range(4))
         for p in range(3)
     ]
     text = "\n\n".join(paragraphs)
-    provider = FunctionProvider(lambda r: "Traduit [T1] " + str(user_text(r).count("sentence")), name="local")
-    envelope = await runtime(TranslateRules, SmallWindow, provider=provider).handle(
+    provider = FunctionProvider(
+        lambda r: "Traduit [T1] " + str(user_text(r).count("sentence")), name="local", context_window=150
+    )
+    envelope = await runtime(TranslateRules, TranslateLLM, provider=provider).handle(
         {
             "plugin": "translate@2",
             "input": {

@@ -131,6 +131,12 @@ class ModelClient(Protocol):
 
     def count_tokens(self, text: str) -> int: ...
 
+    def context_window(self) -> int:
+        """Tokens one call can read and write: the smallest window among the chain's
+        models that say theirs, else :data:`~brickwork.contracts.provider.DEFAULT_CONTEXT_WINDOW`.
+        Size prompts and chunks by it rather than by a constant of the plugin's."""
+        ...
+
     def bind(self, model: str) -> ModelClient:
         """This client over ``model`` (``provider:model``) alone, with the same policies,
         for a plugin whose caller names the model (a pass-through)."""

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from brickwork.contracts.errors import InvalidRequestError
 
 __all__ = [
+    "DEFAULT_CONTEXT_WINDOW",
     "Completion",
     "CompletionRequest",
     "EmbedRequest",
@@ -195,6 +196,14 @@ class Provider(Protocol):
         ...
 
     def count_tokens(self, model: str, text: str) -> int: ...
+
+    def context_window(self, model: str) -> int | None:
+        """Tokens ``model`` reads and writes in one call; ``None`` when unknown."""
+        ...
+
+
+#: The window a plugin plans for when no model of its chain says what its is.
+DEFAULT_CONTEXT_WINDOW = 4096
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:

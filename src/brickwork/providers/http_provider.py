@@ -56,6 +56,10 @@ class HttpProvider:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.base_url!r})"
 
+    def context_window(self, model: str) -> int | None:
+        """Unknown: these APIs do not say (a plugin plans for the default window)."""
+        return None
+
     @property
     def closed(self) -> bool:
         """No connection is open (before the first call, and after :meth:`aclose`)."""

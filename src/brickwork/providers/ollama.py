@@ -198,6 +198,10 @@ class OllamaProvider:
         """An estimate (≈4 characters a token), not the model's tokenizer."""
         return estimate_tokens([text])
 
+    def context_window(self, model: str) -> int | None:
+        """Unknown: the server decides each model's ``num_ctx``."""
+        return None
+
     async def list_models(self) -> list[str]:
         """The models the server has pulled (``GET /api/tags``)."""
         return [m.name for m in (await self._http.call(_Tags, "GET", "/api/tags")).models]

@@ -16,7 +16,7 @@ import random
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.errors import (
@@ -24,8 +24,9 @@ from brickwork.contracts.errors import (
     ProviderResponseError,
     RealProviderForbiddenError,
 )
-from brickwork.contracts.policy import Policy
+from brickwork.contracts.policy import BreakerPolicy, Policy
 from brickwork.contracts.provider import (
+    DEFAULT_CONTEXT_WINDOW,
     Completion,
     CompletionRequest,
     Embeddings,
@@ -39,6 +40,7 @@ from brickwork.contracts.provider import (
     StreamChunk,
     estimate_tokens,
 )
+from brickwork.policies.breaker import CircuitBreaker
 from brickwork.policies.model import Breakers, CallAccount, Item, Model, ModelCall, ModelRun, compose
 from brickwork.state.base import StateBackend
 
@@ -162,6 +164,8 @@ class ModelBinding:
         self.chat = self._compose(self.chain, "model")
         self.embeddings = self._compose(self.embedding_chain, "embedding model")
         self._bound: OrderedDict[ModelId, ModelBinding] = OrderedDict()
+        #: The chain's context window, once asked for (see :meth:`BoundModel.context_window`).
+        self.window: int | None = None
 
     def _compose(self, chain: Sequence[ModelId], what: str) -> Model:
         return compose(
@@ -204,31 +208,45 @@ class ModelBinding:
         return bound
 
 
+class Dependencies(Protocol):
+    """What a binding is composed with (the orchestrator has these)."""
+
+    @property
+    def providers(self) -> Providers: ...
+    @property
+    def state(self) -> StateBackend: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def tracing(self) -> Tracer | None: ...
+
+    def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker: ...
+
+
 class ModelBindings:
     """Each plugin version's :class:`ModelBinding`, composed on its first run and kept
-    (composed again only when the version's policy or models change)."""
+    (composed again only when the version's policy or models, or a dependency, change)."""
 
-    def __init__(
-        self,
-        *,
-        providers: Providers,
-        state: StateBackend,
-        clock: Clock,
-        rng: random.Random,
-        breakers: Breakers,
-        tracer: Tracer | None,
-    ) -> None:
-        self.providers = providers
-        self.state = state
-        self.clock = clock
-        self.rng = rng
-        self.breakers = breakers
-        self.tracer = tracer
+    def __init__(self, dependencies: Dependencies) -> None:
+        self.dependencies = dependencies
         self._kept: dict[str, tuple[tuple[object, ...], ModelBinding]] = {}
 
     def get(self, entry: PluginEntry) -> ModelBinding:
+        deps = self.dependencies
         # What the composition depends on, compared by identity: cheap on every run.
-        signature = (entry, entry.policy, entry.model, entry.embedding_model)
+        signature = (
+            entry,
+            entry.policy,
+            entry.model,
+            entry.embedding_model,
+            deps.providers,
+            deps.state,
+            deps.clock,
+            deps.rng,
+            deps.tracing,
+        )
         kept = self._kept.get(entry.ref)
         if kept is not None and all(a is b for a, b in zip(kept[0], signature, strict=True)):
             return kept[1]
@@ -239,12 +257,12 @@ class ModelBindings:
             permissions=entry.cls.permissions,
             chain=chain,
             embedding_chain=[model_id(entry.embedding_model)] if entry.embedding_model else [],
-            providers=self.providers,
-            state=self.state,
-            clock=self.clock,
-            rng=self.rng,
-            breakers=self.breakers,
-            tracer=self.tracer,
+            providers=deps.providers,
+            state=deps.state,
+            clock=deps.clock,
+            rng=deps.rng,
+            breakers=deps.breaker,
+            tracer=deps.tracing,
         )
         self._kept[entry.ref] = (signature, binding)
         return binding
@@ -324,6 +342,13 @@ class BoundModel:
         if not chain:
             return estimate_tokens([text])
         return self.binding.providers.get(chain[0]).count_tokens(chain[0].model, text)
+
+    def context_window(self) -> int:
+        binding = self.binding
+        if binding.window is None:
+            known = [w for m in binding.chain if (w := binding.providers.get(m).context_window(m.model))]
+            binding.window = min(known, default=DEFAULT_CONTEXT_WINDOW)
+        return binding.window
 
     def bind(self, model: str) -> BoundModel:
         """This run's client over ``model`` (``provider:model``) alone, with the same

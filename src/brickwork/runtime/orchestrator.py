@@ -135,14 +135,7 @@ class Orchestrator:
         #: OpenTelemetry spans; ``None`` (the default) makes no tracing call at all.
         self.tracing = tracing
         #: Each plugin version's model chains, composed with its policies once.
-        self.bindings = ModelBindings(
-            providers=self.providers,
-            state=self.state,
-            clock=self.clock,
-            rng=self.rng,
-            breakers=self.breaker,
-            tracer=tracing,
-        )
+        self.bindings = ModelBindings(self)
 
     # --- public API ------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class FakeProvider:
         name: the provider name it serves (``fake`` for ``fake:anything``).
         clock: used for :class:`Delay` replies.
         default: the reply when nothing is scripted and no schema is asked for.
+        context_window: what :meth:`context_window` says of every model (``None``:
+            unknown, as for most remote APIs).
 
     Attributes:
         calls: every :class:`CompletionRequest` (or :class:`EmbedRequest`) received.
@@ -90,11 +92,17 @@ class FakeProvider:
     is_real = False
 
     def __init__(
-        self, name: str = "fake", *, clock: Clock | None = None, default: str = "fake reply"
+        self,
+        name: str = "fake",
+        *,
+        clock: Clock | None = None,
+        default: str = "fake reply",
+        context_window: int | None = None,
     ) -> None:
         self.name = name
         self.clock = clock
         self.default = default
+        self.window = context_window
         self.calls: list[CompletionRequest | EmbedRequest | ScoreRequest] = []
         self._script: deque[Reply | Delay] = deque()
 
@@ -175,6 +183,9 @@ class FakeProvider:
         )
         return Scores(logprobs=logprobs, model=request.model, usage=usage)
 
+    def context_window(self, model: str) -> int | None:
+        return self.window
+
     def count_tokens(self, model: str, text: str) -> int:
         return _words(text)
 
@@ -186,8 +197,10 @@ class FunctionProvider(FakeProvider):
         self,
         fn: Callable[[CompletionRequest], str | Completion | Awaitable[str | Completion]],
         name: str = "function",
+        *,
+        context_window: int | None = None,
     ) -> None:
-        super().__init__(name)
+        super().__init__(name, context_window=context_window)
         self.fn = fn
 
     async def complete(self, request: CompletionRequest) -> Completion:

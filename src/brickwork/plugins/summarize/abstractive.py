@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
-from brickwork.contracts.errors import ProviderResponseError
+from brickwork.contracts.errors import ConfigurationError, ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
 from brickwork.plugins.summarize.answer import (
@@ -107,10 +107,6 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
         ),
     )
 
-    #: Tokens the bound model can read and write in one call (Brickwork's default
-    #: configuration of local:qwen2.5-0.5b). Bind a model with a smaller window
-    #: through a subclass that lowers it.
-    context_tokens: ClassVar[int] = 4096
     #: Tokens kept free of the budget: chat template, counting differences.
     margin_tokens: ClassVar[int] = 64
     #: Longest partial summary of one chunk, in words.
@@ -207,11 +203,13 @@ class SummarizeLLM(Plugin[SummarizeInput, SummarizeOutput]):
     def _budget(self, ctx: Context, prompt: str, answer_tokens: int, **variables: object) -> int:
         """Tokens of text that fit one call beside the prompt and the answer."""
         overhead = ctx.model.count_tokens(ctx.prompt(prompt, text="", **variables))
-        budget = self.context_tokens - overhead - answer_tokens - self.margin_tokens
+        window = ctx.model.context_window()
+        budget = window - overhead - answer_tokens - self.margin_tokens
         if budget < 16:
-            raise ValueError(
-                f"{self.ref()}: a context of {self.context_tokens} tokens leaves no room for text "
-                f"(prompt {overhead}, answer {answer_tokens}); bind a model with a larger window"
+            raise ConfigurationError(
+                f"{self.ref()}: the bound model's context of {window} tokens leaves no room for text "
+                f"(prompt {overhead}, answer {answer_tokens}); bind a model with a larger window",
+                plugin=self.ref(),
             )
         return budget
 

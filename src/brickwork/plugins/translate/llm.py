@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar
 
-from brickwork.contracts.errors import ProviderResponseError
+from brickwork.contracts.errors import ConfigurationError, ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
 from brickwork.contracts.provider import Message
@@ -97,8 +97,7 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
         ),
     )
 
-    #: Tokens the bound model reads and writes in one call (see summarize@2).
-    context_tokens: ClassVar[int] = 4096
+    #: Tokens kept free of the window: chat template, counting differences.
     margin_tokens: ClassVar[int] = 64
 
     async def _streamed(
@@ -143,8 +142,15 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
             placeholder=protected.placeholder(1) if protected.slots else "",
         )
         overhead = ctx.model.count_tokens(system) + self.margin_tokens
+        window = ctx.model.context_window()
+        if window - overhead < 16:
+            raise ConfigurationError(
+                f"{self.ref()}: the bound model's context of {window} tokens leaves no room for text "
+                f"(prompt {overhead}); bind a model with a larger window",
+                plugin=self.ref(),
+            )
         # Room for a chunk and its translation (which may take twice the tokens).
-        budget = max(16, (self.context_tokens - overhead) // 3)
+        budget = max(16, (window - overhead) // 3)
         chunks = pack(
             protected.text, sentence_spans(protected.text, source.language), budget, ctx.model.count_tokens
         )
@@ -157,7 +163,7 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
             # Keep the original spacing between chunks (paragraph breaks).
             gap = protected.text[previous_end : chunk.start] if previous_end is not None else ""
             messages = [Message(role="system", content=system), Message(role="user", content=chunk.text)]
-            max_tokens = max(16, min(2 * size + 64, self.context_tokens - overhead - size))
+            max_tokens = max(16, min(2 * size + 64, window - overhead - size))
             if ctx.streaming:
                 answer = await self._streamed(
                     ctx, messages, max_tokens, protected, chunk.text, gap, models, seen

@@ -189,6 +189,10 @@ class LocalProvider:
     async def embed(self, request: EmbedRequest) -> Embeddings:
         return await self._embedder(request.model).embed(request)
 
+    def context_window(self, model: str) -> int | None:
+        """Every chat model is loaded with ``n_ctx`` tokens of context."""
+        return self.n_ctx
+
     def count_tokens(self, model: str, text: str) -> int:
         """Exact, by the model's own tokenizer, once the model is loaded. On an event
         loop before that, a generous estimate while the load runs on the worker."""
