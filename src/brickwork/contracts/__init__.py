@@ -37,6 +37,7 @@ from brickwork.contracts.provider import (
 )
 from brickwork.contracts.refs import PluginRef, Version
 from brickwork.contracts.request import Attempt, Envelope, Request, RouteDecision
+from brickwork.contracts.tracing import Span, Tracer
 
 __all__ = [
     *_errors_all,
@@ -69,8 +70,10 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "RouteDecision",
+    "Span",
     "StreamChunk",
     "TimeoutPolicy",
+    "Tracer",
     "Usage",
     "Version",
 ]
