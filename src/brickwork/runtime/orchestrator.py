@@ -25,7 +25,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -44,6 +44,7 @@ from brickwork.contracts.errors import (
 from brickwork.contracts.policy import BreakerPolicy
 from brickwork.contracts.provider import Usage, estimate_tokens
 from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision
+from brickwork.contracts.tracing import Tracer
 from brickwork.guards.contract import (
     InputContractGuard,
     OutputContractGuard,
@@ -62,9 +63,6 @@ from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
 from brickwork.state.base import BreakerSnapshot, StateBackend
 from brickwork.state.memory import MemoryState
-
-if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
-    from brickwork.observability.tracing import Tracing
 
 __all__ = ["Orchestrator", "PluginHealth", "VersionSelector"]
 
@@ -133,7 +131,7 @@ class Orchestrator:
         output_guard: OutputContractGuard | None = None,
         max_call_depth: int = 8,
         rng: random.Random | None = None,
-        tracing: Tracing | None = None,
+        tracing: Tracer | None = None,
     ) -> None:
         self.registry = registry
         self.providers = providers or Providers()
@@ -251,7 +249,7 @@ class Orchestrator:
             return self._handle_traced(request, frame)  # no coroutine layer of its own
         return self._handle_in_span(request, frame, self.tracing)
 
-    async def _handle_in_span(self, request: Request, frame: Frame, tracing: Tracing) -> Envelope:
+    async def _handle_in_span(self, request: Request, frame: Frame, tracing: Tracer) -> Envelope:
         with tracing.request(trace_id=frame.trace_id, tenant=request.tenant, depth=len(frame.stack)) as span:
             envelope = await self._handle_traced(request, frame)
             span.set_attribute("brickwork.plugin.name", envelope.plugin)
@@ -476,7 +474,9 @@ class Orchestrator:
             tenant=request.tenant,
             model=entry.model,
             embedding_model=entry.embedding_model,
-            tracing=self.tracing,
+            # BoundModel still names observability's Tracing until models.py takes the
+            # Tracer protocol too (issue 12 §1); Tracing meets Tracer structurally.
+            tracing=self.tracing,  # type: ignore[arg-type]
             policy=policy,
             permissions=entry.cls.permissions,
             providers=self.providers,
