@@ -1,6 +1,6 @@
 """Pure types of Brickwork: plugin contract, requests, envelopes, policy, errors. No I/O."""
 
-from brickwork.contracts.clock import Clock
+from brickwork.contracts.clock import Clock, SystemClock
 from brickwork.contracts.errors import *  # noqa: F403 - the error tree is re-exported whole
 from brickwork.contracts.errors import __all__ as _errors_all
 from brickwork.contracts.plugin import (
@@ -35,6 +35,7 @@ from brickwork.contracts.provider import (
     StreamChunk,
     Usage,
 )
+from brickwork.contracts.record import CallRecord, Recorder
 from brickwork.contracts.refs import PluginRef, Version
 from brickwork.contracts.request import Attempt, Envelope, Request, RouteDecision
 from brickwork.contracts.tracing import Span, Tracer
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetPolicy",
     "BulkheadPolicy",
     "CachePolicy",
+    "CallRecord",
     "Clock",
     "Completion",
     "CompletionRequest",
@@ -67,11 +69,13 @@ __all__ = [
     "Prompt",
     "Provider",
     "RateLimitPolicy",
+    "Recorder",
     "Request",
     "RetryPolicy",
     "RouteDecision",
     "Span",
     "StreamChunk",
+    "SystemClock",
     "TimeoutPolicy",
     "Tracer",
     "Usage",

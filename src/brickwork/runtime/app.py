@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.provider import Provider
+from brickwork.contracts.record import Recorder
 from brickwork.guards.contract import InputContractGuard
 from brickwork.runtime.config import Config, ProviderConfig, load_config
 from brickwork.runtime.intent import IntentRouter, ProviderEmbedder
 from brickwork.runtime.models import ModelPrice, Providers
 from brickwork.runtime.orchestrator import Orchestrator
-from brickwork.runtime.recording import Recorder
 from brickwork.runtime.registry import PluginSettings, Registry
 from brickwork.runtime.routing import MetadataRule, Router, RouteStrategy
 from brickwork.state.base import StateBackend

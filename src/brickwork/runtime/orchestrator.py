@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from brickwork.contracts.clock import Clock
+from brickwork.contracts.clock import Clock, SystemClock
 from brickwork.contracts.errors import (
     BrickworkError,
     CallCycleError,
@@ -43,6 +43,7 @@ from brickwork.contracts.errors import (
 )
 from brickwork.contracts.policy import BreakerPolicy
 from brickwork.contracts.provider import Usage, estimate_tokens
+from brickwork.contracts.record import CallRecord, Recorder
 from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision
 from brickwork.contracts.tracing import Tracer
 from brickwork.guards.contract import (
@@ -55,10 +56,9 @@ from brickwork.policies.bulkhead import Bulkhead
 from brickwork.policies.cache import ResponseCache, cache_key, canonical_json
 from brickwork.policies.ratelimit import RateLimiter
 from brickwork.policies.timeout import Deadline
-from brickwork.runtime.clock import SystemClock
 from brickwork.runtime.context import Frame, RunContext
 from brickwork.runtime.models import BoundModel, CallAccount, Providers
-from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
+from brickwork.runtime.recording import MemoryRecorder
 from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
 from brickwork.state.base import BreakerSnapshot, StateBackend
