@@ -18,10 +18,10 @@ from typing import Any
 import pluggy
 
 from brickwork.contracts.errors import PluginNotFoundError, PluginValidationError
+from brickwork.contracts.hooks import ENTRY_POINT_GROUP, Hooks
 from brickwork.contracts.plugin import Plugin
 from brickwork.contracts.policy import Policy
 from brickwork.contracts.refs import LABEL_RE, PluginRef, Version
-from brickwork.runtime.hooks import ENTRY_POINT_GROUP, Hooks
 from brickwork.runtime.validation import validate_plugin_class
 
 __all__ = ["PluginEntry", "PluginSettings", "Registry"]

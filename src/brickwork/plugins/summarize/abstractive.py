@@ -19,13 +19,13 @@ from typing import ClassVar
 from brickwork.contracts.errors import ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
+from brickwork.plugin_api import pack, sentence_spans, words
 from brickwork.plugins.summarize.contract import (
     STYLES,
     SummarizeInput,
     SummarizeOutput,
     word_limit,
 )
-from brickwork.plugins.summarize.segmentation import pack, sentence_spans, words
 
 __all__ = ["SummarizeLLM", "parse_bullets"]
 

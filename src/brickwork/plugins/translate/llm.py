@@ -23,7 +23,7 @@ from brickwork.contracts.errors import ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
 from brickwork.contracts.provider import Message
-from brickwork.plugins.summarize.segmentation import pack, sentence_spans
+from brickwork.plugin_api import pack, sentence_spans
 from brickwork.plugins.translate.contract import Quality, TranslateInput, TranslateOutput
 from brickwork.plugins.translate.glossary import (
     missing_terms,

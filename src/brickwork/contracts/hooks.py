@@ -7,13 +7,16 @@ A package declares, in its ``pyproject.toml``::
 
 and that module implements a hook::
 
-    from brickwork import hookimpl
+    from brickwork.plugin_api import hookimpl
 
     @hookimpl
     def register_plugins(register):
         register(MyPlugin)
 
 Built-in plugins are registered through exactly the same path.
+
+The markers are pure (a name, no state): a contract that plugins, providers and
+the registry share without importing one another.
 """
 
 from __future__ import annotations
