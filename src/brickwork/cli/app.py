@@ -14,12 +14,12 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from brickwork.bootstrap import build
 from brickwork.cli.options import ConfigOption, JsonOption, load_runtime, parse_meta, read_input
 from brickwork.cli.output import fail, out, print_envelope
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
 from brickwork.contracts.refs import PluginRef
 from brickwork.contracts.request import Envelope, Request
-from brickwork.runtime.app import build
 from brickwork.runtime.config import load_config
 from brickwork.runtime.orchestrator import Orchestrator
 

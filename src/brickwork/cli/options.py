@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from brickwork.bootstrap import CONFIG_ENV, build, load
 from brickwork.contracts.errors import InvalidRequestError
-from brickwork.runtime.app import CONFIG_ENV, build, load
 from brickwork.runtime.orchestrator import Orchestrator
 
 __all__ = ["ConfigOption", "JsonOption", "load_runtime", "parse_meta", "read_input"]

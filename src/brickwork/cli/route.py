@@ -52,7 +52,9 @@ def intent_router(runtime: Orchestrator) -> IntentRouter:
     if "local" in runtime.providers.providers:
         embedder = ProviderEmbedder(runtime.providers, "local:e5-small")
     else:
-        embedder = ThreadedEmbedder()
+        from brickwork.providers.e5 import E5Embedder  # weights load on first use
+
+        embedder = ThreadedEmbedder(E5Embedder())
     router = runtime.router
     intent = IntentRouter(runtime.registry, embedder, default=router.default)
     runtime.router = Router(router.rules, [*router.strategies, intent], router.default)

@@ -32,6 +32,8 @@ from brickwork.contracts.provider import (
     Message,
     ModelId,
     Provider,
+    ProviderFactory,
+    ProviderSettings,
     StreamChunk,
     Usage,
 )
@@ -68,6 +70,8 @@ __all__ = [
     "Policy",
     "Prompt",
     "Provider",
+    "ProviderFactory",
+    "ProviderSettings",
     "RateLimitPolicy",
     "Recorder",
     "Request",

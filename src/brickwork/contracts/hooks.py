@@ -26,6 +26,8 @@ from typing import Any
 
 import pluggy
 
+from brickwork.contracts.provider import ProviderFactory
+
 __all__ = ["ENTRY_POINT_GROUP", "Hooks", "hookimpl", "hookspec"]
 
 ENTRY_POINT_GROUP = "brickwork"
@@ -42,4 +44,18 @@ class Hooks:
 
     @hookspec
     def register_providers(self, register: Callable[[Any], None]) -> None:
-        """Call ``register(provider)`` once per model provider instance."""
+        """Call ``register(provider)`` once per model provider instance.
+
+        Each is checked when it registers: it must be a
+        :class:`~brickwork.contracts.provider.Provider`, with a name that model ids
+        can carry, and no other provider may have that name.
+        """
+
+    @hookspec
+    def register_provider_types(self, register: Callable[[str, ProviderFactory], None]) -> None:
+        """Call ``register(type_name, factory)`` once per kind of provider a config can declare.
+
+        A ``providers`` entry of the config with ``type: <type_name>`` (or named like
+        the type) is built by ``factory(ProviderSettings)``. The built-in types
+        (``local``, ``openai``, ``anthropic``, ``ollama``) register here too.
+        """

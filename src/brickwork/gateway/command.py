@@ -17,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from brickwork.bootstrap import CONFIG_ENV
 from brickwork.contracts.errors import BrickworkError
 from brickwork.gateway.server import ServeOptions, serve
 from brickwork.gateway.settings import GatewaySettings
-from brickwork.runtime.app import CONFIG_ENV
 from brickwork.storage.urls import AUDIT_ENV, KEYS_ENV
 
 __all__ = ["PROG_NAME", "main", "serve_command"]
