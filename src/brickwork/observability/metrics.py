@@ -3,8 +3,8 @@
 Counters and histograms come from :class:`~brickwork.contracts.record.CallRecord`
 (one per call, nested ``ctx.call`` included). Gauges — breaker state, bulkhead
 in flight and queued — come from :meth:`Orchestrator.health
-<brickwork.runtime.orchestrator.Orchestrator.health>`. That method is async and
-may ask a shared state backend (Redis), while Prometheus collects synchronously,
+<brickwork.runtime.orchestrator.Orchestrator.health>`. That method is async (it
+asks the state backend, which may do I/O), while Prometheus collects synchronously,
 so the gauges are served from a snapshot that :meth:`MetricsRecorder.refresh`
 takes. An HTTP handler for ``/metrics`` should ``await recorder.refresh()``
 before :meth:`MetricsRecorder.render`, so scrapes see live values; recording
