@@ -1,6 +1,6 @@
 # The two commands of the README's quick start:
 #   make demo   set up .venv and summarize an article with the embedded default model
-#   make test   set up .venv and run lint, types and the test suite
+#   make test   set up .venv and run lint, types, import layers and the test suite
 # `make test-slow` runs the soak/load tests kept out of the default run.
 
 PYTHON ?= python3
@@ -35,6 +35,7 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: lint
 	$(BIN)/pytest -q

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from brickwork.contracts.record import CallRecord
 from brickwork.contracts.request import RouteDecision
-from brickwork.runtime.recording import CallRecord
 from brickwork.storage.audit import SQLiteAuditLog
 
 

@@ -12,11 +12,11 @@ Quick use::
     envelope = runtime.run_sync({"plugin": "sentiment", "input": "I love it"})
 """
 
+from brickwork.bootstrap import build, load
 from brickwork.contracts import *  # noqa: F403 - the public types are re-exported whole
 from brickwork.contracts import __all__ as _contracts_all
-from brickwork.runtime.app import build, load
+from brickwork.contracts.hooks import hookimpl
 from brickwork.runtime.config import Config, load_config
-from brickwork.runtime.hooks import hookimpl
 from brickwork.runtime.models import ModelPrice, Providers
 from brickwork.runtime.orchestrator import Orchestrator
 from brickwork.runtime.registry import PluginEntry, PluginSettings, Registry

@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from brickwork.cli.audit import register
-from brickwork.runtime.recording import CallRecord
+from brickwork.contracts.record import CallRecord
 from brickwork.storage import open_audit_log
 
 runner = CliRunner()

@@ -116,3 +116,38 @@ def test_console_script_runs_in_a_fresh_process() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["output"]["label"] == "positive"
+
+
+def test_serve_runs_the_gateway_program_with_every_argument() -> None:
+    from brickwork.cli.serve import gateway_argv
+
+    assert gateway_argv(["-c", "b.yaml", "--port", "9000", "--help"]) == [
+        sys.executable,
+        "-m",
+        "brickwork.gateway",
+        "-c",
+        "b.yaml",
+        "--port",
+        "9000",
+        "--help",
+    ]
+
+
+def test_serve_help_is_the_gateways_own() -> None:
+    exe = Path(sys.executable).with_name("brickwork")
+    proc = subprocess.run(
+        [str(exe), "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: brickwork serve [OPTIONS]" in proc.stdout
+    for option in ("--config", "--port", "--graceful-timeout", "--audit"):
+        assert option in proc.stdout
+
+
+def test_serve_reports_a_bad_option_as_a_usage_error() -> None:
+    exe = Path(sys.executable).with_name("brickwork")
+    proc = subprocess.run(
+        [str(exe), "serve", "--no-such-option"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert "--no-such-option" in proc.stderr

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from brickwork.contracts.record import CallRecord
 from brickwork.observability import configure_logging, redact, redact_text
 from brickwork.observability.logging import REDACTED, is_secret_key
-from brickwork.runtime.recording import CallRecord, LogRecorder
+from brickwork.runtime.recording import LogRecorder
 
 RAW_KEY = "bw_0123456789abcdef_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg"
 OPENAI = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123456789"

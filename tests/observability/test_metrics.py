@@ -11,9 +11,9 @@ from brickwork.contracts.errors import CircuitOpenError, PluginFailedError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.policy import BreakerPolicy, BulkheadPolicy, Policy
 from brickwork.contracts.provider import Usage
+from brickwork.contracts.record import CallRecord
 from brickwork.observability import MetricsRecorder
 from brickwork.runtime.orchestrator import Orchestrator
-from brickwork.runtime.recording import CallRecord
 from brickwork.runtime.registry import Registry
 
 

@@ -13,10 +13,10 @@ import pytest
 from brickwork.contracts.errors import ConfigurationError, http_status
 from brickwork.contracts.plugin import Plugin
 from brickwork.contracts.provider import CompletionRequest, Provider
+from brickwork.plugin_api.segmentation import pack, sentence_spans
 from brickwork.plugins.summarize import SummarizeExtractive, SummarizeInput, SummarizeLLM
 from brickwork.plugins.summarize.abstractive import parse_bullets
 from brickwork.plugins.summarize.extractive import extract
-from brickwork.plugins.summarize.segmentation import pack, sentence_spans
 from brickwork.runtime.models import ModelPrice, Providers
 from brickwork.runtime.orchestrator import Orchestrator
 from brickwork.runtime.registry import PluginSettings, Registry

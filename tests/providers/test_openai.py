@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from pydantic import BaseModel, Field
 
+from brickwork.contracts.clock import SystemClock
 from brickwork.contracts.errors import (
     BrickworkError,
     ConfigurationError,
@@ -35,7 +36,6 @@ from brickwork.contracts.provider import (
     StreamChunk,
 )
 from brickwork.providers.openai import OpenAIProvider
-from brickwork.runtime.clock import SystemClock
 from brickwork.runtime.models import Providers, allow_real_providers
 from brickwork.runtime.orchestrator import Orchestrator
 from brickwork.runtime.registry import Registry

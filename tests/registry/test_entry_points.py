@@ -14,6 +14,7 @@ def test_the_third_party_package_is_installed_separately() -> None:
         "install the fixture package: pip install ./tests/fixtures/brickwork-hello"
     )
     assert eps.get("builtin") == "brickwork.plugins"  # built-ins take the same path
+    assert eps.get("builtin-providers") == "brickwork.providers"  # and the built-in provider types
 
 
 def test_entry_points_load_third_party_and_builtin_plugins() -> None:

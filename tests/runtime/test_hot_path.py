@@ -159,7 +159,7 @@ async def test_an_attempt_limit_still_times_each_model_call(build: Build) -> Non
 
 
 def _real_clock() -> Any:
-    from brickwork.runtime.clock import SystemClock
+    from brickwork.contracts.clock import SystemClock
 
     return SystemClock()
 
@@ -197,7 +197,7 @@ def test_a_breaker_dropping_its_objective_forgets_the_latencies() -> None:
 async def test_a_model_call_outside_the_runs_task_still_ends_at_the_deadline() -> None:
     # A plugin that shields its model call (or runs it in a task of its own) is not
     # covered by the run's timer: that call keeps a timer of its own.
-    from brickwork.runtime.clock import SystemClock
+    from brickwork.contracts.clock import SystemClock
     from brickwork.runtime.models import Providers
     from brickwork.runtime.registry import Registry
 

@@ -15,9 +15,9 @@ from brickwork.contracts.errors import OutputValidationError, PluginValidationEr
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.provider import CompletionRequest, StreamChunk
 from brickwork.contracts.request import Envelope
+from brickwork.plugin_api import words
 from brickwork.plugins.summarize import SummarizeExtractive, SummarizeLLM
 from brickwork.plugins.summarize.answer import StreamedAnswer, shape
-from brickwork.plugins.summarize.segmentation import words
 from brickwork.plugins.translate import TranslateLLM, TranslateRules
 from brickwork.runtime.models import Providers
 from brickwork.runtime.orchestrator import Orchestrator

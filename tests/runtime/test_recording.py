@@ -18,10 +18,11 @@ from brickwork.contracts.errors import (
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.policy import CachePolicy, Policy
 from brickwork.contracts.provider import Usage
+from brickwork.contracts.record import CallRecord
 from brickwork.contracts.request import Request, RouteDecision
 from brickwork.runtime.models import ModelPrice
 from brickwork.runtime.orchestrator import Orchestrator
-from brickwork.runtime.recording import CallRecord, LogRecorder, MemoryRecorder
+from brickwork.runtime.recording import LogRecorder, MemoryRecorder
 from brickwork.runtime.routing import Router
 from brickwork.testing import FakeClock, FakeProvider
 

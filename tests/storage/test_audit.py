@@ -22,9 +22,9 @@ import pytest
 from brickwork.contracts.errors import RecordFailedError, StorageError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.provider import Usage
+from brickwork.contracts.record import CallRecord
 from brickwork.contracts.request import RouteDecision
 from brickwork.runtime.orchestrator import Orchestrator
-from brickwork.runtime.recording import CallRecord
 from brickwork.runtime.registry import Registry
 from brickwork.storage import PostgresAuditLog, SQLiteAuditLog, open_audit_log
 from brickwork.storage.audit import GENESIS_HASH, canonical_json, chain_hash
@@ -321,7 +321,7 @@ async def test_no_answer_is_given_when_the_audit_log_cannot_be_written() -> None
 CRASHER = textwrap.dedent(
     """
     import asyncio, sys, time
-    from brickwork.runtime.recording import CallRecord
+    from brickwork.contracts.record import CallRecord
     from brickwork.storage import open_audit_log
 
     async def main(url):

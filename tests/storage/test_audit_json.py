@@ -9,8 +9,8 @@ import random
 import pytest
 
 from brickwork.contracts.provider import Usage
+from brickwork.contracts.record import CallRecord
 from brickwork.contracts.request import Attempt, RouteDecision
-from brickwork.runtime.recording import CallRecord
 from brickwork.storage._audit_json import _fast, canonical_json, record_json
 
 

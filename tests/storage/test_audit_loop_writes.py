@@ -26,7 +26,7 @@ import pytest
 from test_audit import call, independent_check
 
 from brickwork.contracts.errors import StorageError
-from brickwork.runtime.recording import CallRecord
+from brickwork.contracts.record import CallRecord
 from brickwork.storage import SQLiteAuditLog, _audit_chain
 
 
@@ -129,7 +129,7 @@ async def test_appends_from_another_process_interleave_into_one_chain(loop_log: 
     script = textwrap.dedent(
         """
         import asyncio, sys, time
-        from brickwork.runtime.recording import CallRecord
+        from brickwork.contracts.record import CallRecord
         from brickwork.storage import SQLiteAuditLog
 
         async def main(path):

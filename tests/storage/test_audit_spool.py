@@ -89,7 +89,7 @@ CRASHER = textwrap.dedent(
     import asyncio, sys
     from brickwork.storage import _audit_sqlite
     from brickwork.storage import SQLiteAuditLog
-    from brickwork.runtime.recording import CallRecord
+    from brickwork.contracts.record import CallRecord
 
     _audit_sqlite._INGEST_DELAY = float(sys.argv[2])
 
@@ -250,7 +250,7 @@ PARTIAL_COMMIT_CRASH = textwrap.dedent(
     import asyncio, os, signal, sys
     from brickwork.storage import _audit_sqlite
     from brickwork.storage import SQLiteAuditLog
-    from brickwork.runtime.recording import CallRecord
+    from brickwork.contracts.record import CallRecord
 
     real, calls = _audit_sqlite._insert, 0
 

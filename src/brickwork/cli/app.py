@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from brickwork.bootstrap import build
+from brickwork.cli.options import ConfigOption, JsonOption, load_runtime, parse_meta, read_input
+from brickwork.cli.output import fail, out, print_envelope
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
 from brickwork.contracts.refs import PluginRef
 from brickwork.contracts.request import Envelope, Request
-from brickwork.runtime.app import CONFIG_ENV, build, load
 from brickwork.runtime.config import load_config
 from brickwork.runtime.orchestrator import Orchestrator
 
@@ -37,46 +35,14 @@ app = typer.Typer(
 config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help=f"Config file (YAML or TOML). Default: ${CONFIG_ENV}, else built-in defaults.",
-        envvar=CONFIG_ENV,
-        show_envvar=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
-
-def _fail(error: BrickworkError, as_json: bool) -> typer.Exit:
-    if as_json:
-        print(json.dumps({"error": error.to_dict()}))
-    else:
-        err.print(f"[bold red]error[/] {escape(f'[{error.code}]')}: {escape(error.message)}")
-        problems = error.details.get("errors", [])
-        if len(problems) > 5:  # the message already names the first five
-            for problem in problems[:50]:
-                if isinstance(problem, dict):
-                    err.print(f"  {problem.get('loc')}: {problem.get('msg')}", markup=False)
-    return typer.Exit(code=1)
-
-
-def _runtime(config: Path | None) -> Orchestrator:
-    return load(config) if config else build()
-
 
 @app.command("plugins")
 def plugins_command(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List plugins: versions, labels, model and policy of the default version."""
     try:
-        runtime = _runtime(config)
+        runtime = load_runtime(config)
     except BrickworkError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     registry = runtime.registry
     rows: list[dict[str, Any]] = []
     for name in registry.names():
@@ -134,14 +100,14 @@ def run_command(
     """
     try:
         request = _request(name, text, input_json, version, label, tenant, meta or [], no_cache)
-        runtime = _runtime(config)
+        runtime = load_runtime(config)
         envelope = asyncio.run(_handle_once(runtime, request))
     except BrickworkError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     if as_json:
         print(envelope.model_dump_json(indent=2))
     else:
-        _print_envelope(envelope)
+        print_envelope(envelope)
 
 
 async def _handle_once(runtime: Orchestrator, request: Request) -> Envelope:
@@ -174,63 +140,6 @@ def _request(
     return Request(plugin=plugin, input=data, tenant=tenant, metadata=metadata, cache_bypass=no_cache)
 
 
-def read_input(text: str | None, input_json: str | None) -> dict[str, Any] | str:
-    """The request input from TEXT, ``--input JSON`` or standard input (one of them)."""
-    if text is not None and input_json is not None:
-        raise InvalidRequestError("give TEXT or --input, not both")
-    data: dict[str, Any] | str
-    if input_json is not None:
-        try:
-            data = json.loads(input_json)
-        except json.JSONDecodeError as exc:
-            raise InvalidRequestError(f"--input is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise InvalidRequestError("--input must be a JSON object")
-    elif text is not None:
-        data = text
-    elif not sys.stdin.isatty():
-        data = sys.stdin.read()
-        if not data.strip():
-            raise InvalidRequestError("standard input was empty; give TEXT or --input")
-    else:
-        raise InvalidRequestError("no input: give TEXT, --input JSON, or pipe text on stdin")
-    return data
-
-
-def parse_meta(meta: Sequence[str]) -> dict[str, str]:
-    """``--meta KEY=VALUE`` options as a dict."""
-    metadata: dict[str, str] = {}
-    for item in meta:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(f"--meta {item!r} must be KEY=VALUE")
-        metadata[key] = value
-    return metadata
-
-
-def _print_envelope(envelope: Envelope) -> None:
-    out.print_json(json.dumps(envelope.output))
-    route = envelope.route.method + (f" ({envelope.route.rule})" if envelope.route.rule else "")
-    facts = [
-        f"[bold]{envelope.plugin}@{envelope.version}[/]",
-        f"route {route}",
-        f"{envelope.latency_ms:.1f} ms",
-        f"${envelope.cost:.6f}",
-    ]
-    if envelope.models:
-        facts.append("model " + ", ".join(envelope.models))
-    if envelope.usage.calls:
-        facts.append(f"{envelope.usage.input_tokens}+{envelope.usage.output_tokens} tokens")
-    if envelope.cache_hit:
-        facts.append("cache hit")
-    if envelope.degraded:
-        facts.append("[yellow]degraded[/]")
-    out.print(" · ".join(facts), highlight=False)
-    for warning in envelope.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    out.print(f"[dim]trace {envelope.trace_id}[/]", highlight=False)
-
-
 @config_app.command("check")
 def config_check(
     file: Annotated[Path, typer.Argument(help="The config file to check.")],
@@ -241,7 +150,7 @@ def config_check(
         config = load_config(file)
         runtime = build(config)
     except BrickworkError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     registry = runtime.registry
     warnings = [
         f"plugins.{name}: no such plugin is installed"
@@ -270,8 +179,7 @@ def config_check(
 
 
 def _mount_commands() -> None:
-    # The other command groups live in their own modules and add themselves here;
-    # imported last because some reuse this module's helpers.
+    # The other command groups live in their own modules and add themselves here.
     from brickwork.cli import audit, keys, models, route, serve
     from brickwork.cli import eval as eval_cli
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from brickwork.cli.options import JsonOption
 from brickwork.contracts.errors import BrickworkError, ConfigurationError
 from brickwork.storage.audit import AuditLog, VerifyReport, open_audit_log
 from brickwork.storage.urls import AUDIT_ENV, default_audit_url, is_postgres, sqlite_path
@@ -32,7 +33,6 @@ AuditOption = Annotated[
         show_envvar=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def register(app: typer.Typer) -> None:

@@ -27,9 +27,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from brickwork.cli.options import ConfigOption, JsonOption, load_runtime
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
 from brickwork.evaluation.plugins import Evaluation, evaluator_for, resolve_versions
-from brickwork.runtime.app import CONFIG_ENV, build, load
 from brickwork.runtime.orchestrator import Orchestrator
 
 if TYPE_CHECKING:
@@ -41,13 +41,9 @@ __all__ = ["RuntimeFactory", "register"]
 RuntimeFactory = Callable[[Path | None], Orchestrator]
 
 
-def _default_runtime(config: Path | None) -> Orchestrator:
-    return load(config) if config else build()
-
-
 def register(app: typer.Typer, *, runtime: RuntimeFactory | None = None) -> None:
     """Add the ``eval`` command to ``app`` (``runtime`` builds the orchestrator; tests pass fakes)."""
-    make_runtime = runtime or _default_runtime
+    make_runtime = runtime or load_runtime
 
     @app.command("eval")
     def eval_command(
@@ -62,17 +58,8 @@ def register(app: typer.Typer, *, runtime: RuntimeFactory | None = None) -> None
         limit: Annotated[
             int | None, typer.Option("--limit", "-n", min=1, help="Only the first N items.")
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
-        config: Annotated[
-            Path | None,
-            typer.Option(
-                "--config",
-                "-c",
-                help=f"Config file (YAML or TOML). Default: ${CONFIG_ENV}, else built-in defaults.",
-                envvar=CONFIG_ENV,
-                show_envvar=False,
-            ),
-        ] = None,
+        as_json: JsonOption = False,
+        config: ConfigOption = None,
     ) -> None:
         """Evaluate plugin versions on a labelled dataset and compare them in one table.
 

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from brickwork.cli.options import JsonOption
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
 from brickwork.storage.keys import ApiKey, KeyStore, open_key_store
 from brickwork.storage.urls import KEYS_ENV, default_keys_url
@@ -41,7 +42,6 @@ StoreOption = Annotated[
         show_envvar=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def parse_duration(text: str) -> float:

@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from brickwork.cli.options import JsonOption
+from brickwork.cli.output import err, fail, out
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError
 from brickwork.providers.local import CATALOG, DEFAULT_MODEL, ModelSpec, ModelStatus, ModelStore
 
@@ -29,10 +30,6 @@ models_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CacheOption = Annotated[
     Path | None,
     typer.Option(
@@ -45,14 +42,6 @@ CacheOption = Annotated[
 ModelArgument = Annotated[
     str | None, typer.Argument(help="Model id or alias (e.g. qwen2.5-0.5b). Omit for every model.")
 ]
-
-
-def _fail(error: BrickworkError, as_json: bool) -> typer.Exit:
-    if as_json:
-        print(json.dumps({"error": error.to_dict()}))
-    else:
-        err.print(f"[bold red]error[/] {escape(f'[{error.code}]')}: {escape(error.message)}")
-    return typer.Exit(code=1)
 
 
 def _specs(model: str | None) -> list[ModelSpec]:
@@ -121,7 +110,7 @@ def verify_command(
     try:
         specs = _specs(model)
     except BrickworkError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     store = ModelStore(cache_dir, progress=False if as_json else progress)
     statuses = [store.status(spec, verify=True) for spec in specs]
     if as_json:
@@ -177,6 +166,6 @@ def prepare_command(
             if not as_json:
                 out.print(f"[green]ready[/] local:{spec.id} → {path}", highlight=False, soft_wrap=True)
     except BrickworkError as exc:
-        raise _fail(exc, as_json) from None
+        raise fail(exc, as_json) from None
     if as_json:
         print(json.dumps(results, indent=2))

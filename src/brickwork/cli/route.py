@@ -19,16 +19,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from brickwork.cli.app import (
-    ConfigOption,
-    JsonOption,
-    _fail,
-    _print_envelope,
-    _runtime,
-    out,
-    parse_meta,
-    read_input,
-)
+from brickwork.cli.options import ConfigOption, JsonOption, load_runtime, parse_meta, read_input
+from brickwork.cli.output import fail, out, print_envelope
 from brickwork.contracts.errors import BrickworkError, InvalidRequestError, NoRouteError
 from brickwork.contracts.request import Envelope, Request, RouteDecision
 from brickwork.runtime.intent import (
@@ -60,7 +52,9 @@ def intent_router(runtime: Orchestrator) -> IntentRouter:
     if "local" in runtime.providers.providers:
         embedder = ProviderEmbedder(runtime.providers, "local:e5-small")
     else:
-        embedder = ThreadedEmbedder()
+        from brickwork.providers.e5 import E5Embedder  # weights load on first use
+
+        embedder = ThreadedEmbedder(E5Embedder())
     router = runtime.router
     intent = IntentRouter(runtime.registry, embedder, default=router.default)
     runtime.router = Router(router.rules, [*router.strategies, intent], router.default)
@@ -74,7 +68,7 @@ def register(app: typer.Typer, *, runtime: RuntimeFactory | None = None) -> None
         app: the Typer app to extend.
         runtime: builds the orchestrator from ``--config`` (default: as ``brickwork run``).
     """
-    make_runtime: RuntimeFactory = runtime or _runtime
+    make_runtime: RuntimeFactory = runtime or load_runtime
 
     @app.command("route")
     def route_command(
@@ -119,7 +113,7 @@ def register(app: typer.Typer, *, runtime: RuntimeFactory | None = None) -> None
                 raise decision
             envelope = None if dry_run else asyncio.run(orchestrator.handle(request))
         except BrickworkError as exc:
-            raise _fail(exc, as_json) from None
+            raise fail(exc, as_json) from None
         if as_json:
             body: dict[str, Any] = {
                 "route": decision.model_dump(mode="json"),
@@ -195,4 +189,4 @@ def _standing(candidate: Candidate, chosen: str | None, best: str | None) -> str
 
 def _print_run(envelope: Envelope) -> None:
     out.print()
-    _print_envelope(envelope)
+    print_envelope(envelope)

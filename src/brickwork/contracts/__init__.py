@@ -1,6 +1,6 @@
 """Pure types of Brickwork: plugin contract, requests, envelopes, policy, errors. No I/O."""
 
-from brickwork.contracts.clock import Clock
+from brickwork.contracts.clock import Clock, SystemClock
 from brickwork.contracts.errors import *  # noqa: F403 - the error tree is re-exported whole
 from brickwork.contracts.errors import __all__ as _errors_all
 from brickwork.contracts.plugin import (
@@ -32,9 +32,12 @@ from brickwork.contracts.provider import (
     Message,
     ModelId,
     Provider,
+    ProviderFactory,
+    ProviderSettings,
     StreamChunk,
     Usage,
 )
+from brickwork.contracts.record import CallRecord, Recorder
 from brickwork.contracts.refs import PluginRef, Version
 from brickwork.contracts.request import Attempt, Envelope, Request, RouteDecision
 from brickwork.contracts.tracing import Span, Tracer
@@ -47,6 +50,7 @@ __all__ = [
     "BudgetPolicy",
     "BulkheadPolicy",
     "CachePolicy",
+    "CallRecord",
     "Clock",
     "Completion",
     "CompletionRequest",
@@ -66,12 +70,16 @@ __all__ = [
     "Policy",
     "Prompt",
     "Provider",
+    "ProviderFactory",
+    "ProviderSettings",
     "RateLimitPolicy",
+    "Recorder",
     "Request",
     "RetryPolicy",
     "RouteDecision",
     "Span",
     "StreamChunk",
+    "SystemClock",
     "TimeoutPolicy",
     "Tracer",
     "Usage",

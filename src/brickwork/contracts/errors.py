@@ -6,6 +6,7 @@ attribute the retry policy reads, and one HTTP status in :data:`HTTP_STATUS`::
     BrickworkError
     ├── ConfigurationError            developer mistakes, found at start-up
     │   ├── PluginValidationError         a plugin failed registration checks
+    │   ├── ProviderValidationError       a provider or provider type failed registration checks
     │   ├── ConfigFileError               a config file is unreadable or invalid
     │   ├── RealProviderForbiddenError    a test tried to reach a real model
     │   ├── ModelNotFoundError            no such model in a provider's catalog
@@ -102,6 +103,7 @@ __all__ = [
     "ProviderTimeoutError",
     "ProviderUnavailableError",
     "ProviderUnsupportedError",
+    "ProviderValidationError",
     "QueueTimeoutError",
     "RateLimitExceededError",
     "RealProviderForbiddenError",
@@ -172,6 +174,10 @@ class ConfigurationError(BrickworkError):
 
 class PluginValidationError(ConfigurationError):
     code = "plugin_invalid"
+
+
+class ProviderValidationError(ConfigurationError):
+    code = "provider_invalid"
 
 
 class ConfigFileError(ConfigurationError):

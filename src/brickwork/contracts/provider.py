@@ -7,8 +7,8 @@ at this boundary.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,8 @@ __all__ = [
     "ModelId",
     "ModelPrice",
     "Provider",
+    "ProviderFactory",
+    "ProviderSettings",
     "ScoreRequest",
     "Scores",
     "StreamChunk",
@@ -204,6 +206,30 @@ class Provider(Protocol):
 
 #: The window a plugin plans for when no model of its chain says what its is.
 DEFAULT_CONTEXT_WINDOW = 4096
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One entry of the config's ``providers`` section, as a provider type's factory gets it.
+
+    Attributes:
+        name: the entry's name: the ``provider`` part of the model ids it serves.
+        base_url: the backend's address (``None``: the type's default).
+        api_key: read from the environment variable the entry names; never from the file.
+        timeout: seconds for one call.
+        options: the type's own settings, as written.
+    """
+
+    name: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Builds a provider of one type from its config entry; registered under the type's
+#: name through the ``register_provider_types`` hook.
+ProviderFactory = Callable[[ProviderSettings], Provider]
 
 
 def estimate_tokens(texts: Sequence[str]) -> int:

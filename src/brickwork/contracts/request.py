@@ -24,7 +24,13 @@ class Request(BaseModel):
     input: dict[str, Any] | str = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     tenant: str = Field(default="default", min_length=1, max_length=128)
+    #: Accepted and passed to nested calls, not read yet: the experiments issue (#18)
+    #: keeps a subject on one arm of a split with it.
     subject: str | None = Field(default=None, description="sticky key for experiments")
+    #: Set by the gateway from the ``Idempotency-Key`` header, which the gateway
+    #: itself honours today (:mod:`brickwork.gateway.idempotency`, per process); the
+    #: runtime does not read it yet: it is kept for shared state across replicas, a
+    #: later issue.
     idempotency_key: str | None = Field(default=None, max_length=256)
     cache_bypass: bool = Field(default=False, description="skip the cache read (still writes)")
 

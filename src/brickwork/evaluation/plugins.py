@@ -427,7 +427,7 @@ async def evaluate_summaries(
 
 
 def _sentences(text: str) -> list[str]:
-    from brickwork.plugins.summarize.segmentation import sentence_spans
+    from brickwork.plugin_api import sentence_spans
 
     return [s.text for s in sentence_spans(text)]
 

@@ -11,13 +11,11 @@ target language) counts as that plugin for accuracy, and is also counted apart
 
 Run it on an installed runtime (intent routing over the e5 embedder)::
 
-    python -m brickwork.evaluation.routing datasets/routing-dev.tsv [--config FILE]
+    brickwork eval route datasets/routing-dev.tsv [--config FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import csv
 import os
 from collections import Counter
@@ -183,28 +181,3 @@ async def evaluate_routing(
         if progress is not None:
             progress()
     return report
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m brickwork.evaluation.routing DATASET [--config FILE]``."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--config", type=Path, default=None)
-    args = parser.parse_args(argv)
-
-    from brickwork.runtime.app import build, load
-    from brickwork.runtime.intent import IntentRouter, ThreadedEmbedder
-
-    runtime = load(args.config) if args.config else build()
-    router = runtime.router
-    if not any(isinstance(s, IntentRouter) for s in router.strategies):
-        # An explicit embedder: the runtime may have no embedding provider configured.
-        intent = IntentRouter(runtime.registry, ThreadedEmbedder())
-        router = Router(router.rules, [*router.strategies, intent], router.default)
-    report = asyncio.run(evaluate_routing(router, load_routing_dataset(args.dataset)))
-    print("plugins:", ", ".join(runtime.registry.names()))
-    print(report.format())
-
-
-if __name__ == "__main__":
-    main()

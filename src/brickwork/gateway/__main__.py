@@ -1,5 +1,5 @@
 """``python -m brickwork.gateway``: the same as ``brickwork serve``."""
 
-from brickwork.cli.serve import main
+from brickwork.gateway.command import main
 
 main()

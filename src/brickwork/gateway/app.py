@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from brickwork.contracts.errors import BrickworkError
+from brickwork.contracts.record import Recorder
 from brickwork.contracts.request import Envelope, Request
 from brickwork.gateway.admin_api import AdminAPI
 from brickwork.gateway.auth import KeyPrincipal, bearer, require_admin
@@ -46,7 +47,6 @@ from brickwork.gateway.responses import Endpoint
 from brickwork.gateway.settings import GatewaySettings
 from brickwork.runtime.context import TextSink
 from brickwork.runtime.orchestrator import Orchestrator
-from brickwork.runtime.recording import Recorder
 from brickwork.storage.keys import ApiKey, KeyStore
 
 __all__ = ["Closable", "Gateway", "MetricsSource"]

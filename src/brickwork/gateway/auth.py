@@ -13,22 +13,17 @@ key store caches by digest).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from brickwork.contracts.errors import AuthenticationError, PermissionDeniedError
-from brickwork.storage.keys import ApiKey, KeyStore
+from brickwork.storage.keys import ApiKey
 
-__all__ = ["KeyPrincipal", "authenticate", "bearer", "bearer_token", "require_admin"]
-
-
-def bearer_token(headers: Mapping[str, str]) -> str:
-    """The key from ``Authorization: Bearer <key>``; never part of an error message."""
-    return bearer(headers.get("authorization"))
+__all__ = ["KeyPrincipal", "bearer", "require_admin"]
 
 
 def bearer(value: str | None) -> str:
-    """The key from the value of an ``Authorization`` header (None: there is none)."""
+    """The key from the value of an ``Authorization: Bearer <key>`` header (``None``:
+    there is none); never part of an error message."""
     if value is None:
         raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
     scheme, _, token = value.strip().partition(" ")
@@ -36,11 +31,6 @@ def bearer(value: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("malformed Authorization header: expected 'Bearer <key>'")
     return token
-
-
-async def authenticate(store: KeyStore, headers: Mapping[str, str]) -> ApiKey:
-    """The key a request carries (missing, malformed, unknown, revoked, expired: 401)."""
-    return await store.authenticate(bearer_token(headers))
 
 
 def require_admin(key: ApiKey) -> None:

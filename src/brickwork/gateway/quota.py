@@ -1,8 +1,8 @@
 """Per-key limits: a key's own rate limit and budget, over all the plugins it calls.
 
 These hold in addition to each plugin's policies (a key cannot raise a plugin's
-limit, only add its own), in the orchestrator's state backend, so with a shared
-backend (Redis) they hold across replicas. The budget is checked before a call
+limit, only add its own), in the orchestrator's state backend: across every
+request of this process with the memory backend. The budget is checked before a call
 (refused once spent) and charged with the envelope's cost after it.
 """
 

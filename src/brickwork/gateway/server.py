@@ -20,10 +20,11 @@ from typing import Any, cast
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from brickwork.bootstrap import load
+from brickwork.contracts.record import Recorder
 from brickwork.gateway.app import Gateway, MetricsSource
 from brickwork.gateway.settings import GatewaySettings
-from brickwork.runtime.app import load
-from brickwork.runtime.recording import MemoryRecorder, Recorder
+from brickwork.runtime.recording import MemoryRecorder
 from brickwork.storage.keys import open_key_store
 from brickwork.storage.urls import default_audit_url, default_keys_url
 

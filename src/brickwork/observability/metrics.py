@@ -1,10 +1,10 @@
 """Prometheus metrics per plugin and version, from call records and live health.
 
-Counters and histograms come from :class:`~brickwork.runtime.recording.CallRecord`
+Counters and histograms come from :class:`~brickwork.contracts.record.CallRecord`
 (one per call, nested ``ctx.call`` included). Gauges — breaker state, bulkhead
 in flight and queued — come from :meth:`Orchestrator.health
-<brickwork.runtime.orchestrator.Orchestrator.health>`. That method is async and
-may ask a shared state backend (Redis), while Prometheus collects synchronously,
+<brickwork.runtime.orchestrator.Orchestrator.health>`. That method is async (it
+asks the state backend, which may do I/O), while Prometheus collects synchronously,
 so the gauges are served from a snapshot that :meth:`MetricsRecorder.refresh`
 takes. An HTTP handler for ``/metrics`` should ``await recorder.refresh()``
 before :meth:`MetricsRecorder.render`, so scrapes see live values; recording
@@ -40,8 +40,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from brickwork.runtime.clock import SystemClock
-from brickwork.runtime.recording import CallRecord
+from brickwork.contracts.clock import SystemClock
+from brickwork.contracts.record import CallRecord
 
 if TYPE_CHECKING:
     from brickwork.contracts.clock import Clock

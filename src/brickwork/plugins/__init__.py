@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from brickwork.runtime.hooks import hookimpl
+from brickwork.plugin_api import hookimpl
 
 __all__ = ["register_plugins"]
 

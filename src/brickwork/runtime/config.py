@@ -36,8 +36,6 @@ __all__ = ["Config", "PluginConfig", "ProviderConfig", "RouteRule", "load_config
 
 #: A key with one of these words as a component (``api_key``, ``access-token``) is a secret.
 _SECRET_WORDS = frozenset({"key", "apikey", "secret", "password", "passwd", "token", "credentials"})
-#: Provider types Brickwork ships; a provider entry named like one needs no ``type``.
-PROVIDER_TYPES = ("local", "openai", "anthropic", "ollama")
 
 
 def _looks_secret(key: str) -> bool:
@@ -45,6 +43,8 @@ def _looks_secret(key: str) -> bool:
 
 
 PluginName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
+#: Provider names and types share the pattern: a name is the part of a model id before ':'.
+ProviderName = Annotated[str, StringConstraints(pattern=NAME_RE.pattern)]
 
 
 class _Strict(BaseModel):
@@ -121,8 +121,10 @@ class RoutingConfig(_Strict):
 
 
 class ProviderConfig(_Strict):
-    type: Literal["local", "openai", "anthropic", "ollama"] | None = Field(
-        default=None, description="wire format; defaults to the entry's name"
+    type: ProviderName | None = Field(
+        default=None,
+        description="provider type (built in: local, openai, anthropic, ollama; packages add "
+        "more through the register_provider_types hook); defaults to the entry's name",
     )
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="environment variable with the key")
@@ -173,21 +175,10 @@ class ObservabilityConfig(_Strict):
 class Config(_Strict):
     plugins: dict[PluginName, PluginConfig] = Field(default_factory=dict)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[ProviderName, ProviderConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
-
-    @field_validator("providers")
-    @classmethod
-    def _provider_types(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
-        for name, pc in value.items():
-            if pc.kind(name) not in PROVIDER_TYPES:
-                raise ValueError(
-                    f"provider {name!r} needs `type`, one of {', '.join(PROVIDER_TYPES)} "
-                    "(third-party providers register through the register_providers hook)"
-                )
-        return value
 
     @field_validator("prices")
     @classmethod

@@ -179,15 +179,12 @@ class ThreadedEmbedder:
     """Runs a blocking embedder off the event loop (``asyncio.to_thread``).
 
     Args:
-        embedder: the blocking embedder; default, a new
-            :class:`~brickwork.providers.e5.E5Embedder` (weights load on first use).
+        embedder: the blocking embedder, such as
+            :class:`~brickwork.providers.e5.E5Embedder` (the runtime names no provider:
+            the caller that composes it passes one in).
     """
 
-    def __init__(self, embedder: SyncEmbedder | None = None) -> None:
-        if embedder is None:
-            from brickwork.providers.e5 import E5Embedder  # only when asked for: it loads weights
-
-            embedder = E5Embedder()
+    def __init__(self, embedder: SyncEmbedder) -> None:
         self.embedder = embedder
 
     async def embed(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:

@@ -23,11 +23,11 @@ import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from brickwork.contracts.clock import Clock
+from brickwork.contracts.clock import Clock, SystemClock
 from brickwork.contracts.errors import (
     BrickworkError,
     CallCycleError,
@@ -41,7 +41,9 @@ from brickwork.contracts.errors import (
 )
 from brickwork.contracts.policy import BreakerPolicy
 from brickwork.contracts.provider import Usage, estimate_tokens
+from brickwork.contracts.record import CallRecord, Recorder
 from brickwork.contracts.request import Attempt, Envelope, Principal, Request, RouteDecision
+from brickwork.contracts.tracing import Tracer
 from brickwork.guards.contract import (
     InputContractGuard,
     OutputContractGuard,
@@ -53,18 +55,14 @@ from brickwork.policies.cache import ResponseCache, cache_key, canonical_json
 from brickwork.policies.model import CallAccount, ModelRun
 from brickwork.policies.ratelimit import RateLimiter
 from brickwork.policies.timeout import Deadline
-from brickwork.runtime.clock import SystemClock
 from brickwork.runtime.context import Frame, RunContext, StreamedText, TextSink
 from brickwork.runtime.models import BoundModel, ModelBindings, Providers
-from brickwork.runtime.recording import CallRecord, MemoryRecorder, Recorder
+from brickwork.runtime.recording import MemoryRecorder
 from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
 from brickwork.runtime.trace_ids import new_trace_id
 from brickwork.state.base import BreakerSnapshot, StateBackend
 from brickwork.state.memory import MemoryState
-
-if TYPE_CHECKING:  # imported for types only: tracing loads OpenTelemetry
-    from brickwork.observability.tracing import Tracing
 
 __all__ = ["Orchestrator", "PluginHealth", "VersionSelector", "new_trace_id"]
 
@@ -115,7 +113,7 @@ class Orchestrator:
         output_guard: OutputContractGuard | None = None,
         max_call_depth: int = 8,
         rng: random.Random | None = None,
-        tracing: Tracing | None = None,
+        tracing: Tracer | None = None,
     ) -> None:
         self.registry = registry
         self.providers = providers or Providers()
@@ -262,7 +260,7 @@ class Orchestrator:
             return self._handle_traced(request, frame)  # no coroutine layer of its own
         return self._handle_in_span(request, frame, self.tracing)
 
-    async def _handle_in_span(self, request: Request, frame: Frame, tracing: Tracing) -> Envelope:
+    async def _handle_in_span(self, request: Request, frame: Frame, tracing: Tracer) -> Envelope:
         with tracing.request(trace_id=frame.trace_id, tenant=request.tenant, depth=len(frame.stack)) as span:
             envelope = await self._handle_traced(request, frame)
             span.set_attribute("brickwork.plugin.name", envelope.plugin)

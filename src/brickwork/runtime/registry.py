@@ -4,6 +4,10 @@ Plugins arrive through the ``register_plugins`` hook (built-ins and third-party
 packages alike, via the ``brickwork`` entry-point group) or through :meth:`add` at
 run time. Versions can be added, relabelled and removed while requests are in
 flight: a request keeps the entry it resolved.
+
+The same hooks bring providers (``register_providers``) and provider types
+(``register_provider_types``); the registry checks and keeps them for the
+composition root (:mod:`brickwork.bootstrap`), which builds the provider table.
 """
 
 from __future__ import annotations
@@ -18,12 +22,18 @@ from typing import Any
 import pluggy
 from jinja2 import Template
 
-from brickwork.contracts.errors import PluginNotFoundError, PluginValidationError
+from brickwork.contracts.errors import PluginNotFoundError, PluginValidationError, ProviderValidationError
+from brickwork.contracts.hooks import ENTRY_POINT_GROUP, Hooks
 from brickwork.contracts.plugin import Plugin
 from brickwork.contracts.policy import Policy
+from brickwork.contracts.provider import Provider, ProviderFactory
 from brickwork.contracts.refs import LABEL_RE, PluginRef, Version
-from brickwork.runtime.hooks import ENTRY_POINT_GROUP, Hooks
-from brickwork.runtime.validation import compile_prompts, validate_plugin_class
+from brickwork.runtime.validation import (
+    compile_prompts,
+    validate_plugin_class,
+    validate_provider,
+    validate_provider_type,
+)
 
 __all__ = ["PluginEntry", "PluginSettings", "Registry"]
 
@@ -85,7 +95,10 @@ class Registry:
         self._labels: dict[str, dict[str, Version]] = {}
         self.listeners: list[Callable[[str, str], None]] = []
         #: Provider instances that installed packages registered (register_providers hook).
-        self.providers: list[Any] = []
+        self.providers: list[Provider] = []
+        #: Provider type name → factory (register_provider_types hook): what a config's
+        #: ``providers.<name>.type`` resolves through.
+        self.provider_types: dict[str, ProviderFactory] = {}
 
     # --- loading ---------------------------------------------------------------
 
@@ -114,12 +127,35 @@ class Registry:
             found.append((cls, source))
 
         pm.hook.register_plugins(register=register)
-        pm.hook.register_providers(register=self.providers.append)
+        pm.hook.register_providers(register=self.add_provider)
+        pm.hook.register_provider_types(register=self.add_provider_type)
         # All classes first, then cross-references: order inside a package is free.
         for cls, src in found:
             self._add(cls, src, check_refs=False)
         self._apply_labels()
         self.check_references()
+
+    def add_provider(self, provider: object) -> None:
+        """Keep one provider instance, checked now: a Provider, a valid name, not taken."""
+        checked = validate_provider(provider)
+        for other in self.providers:
+            if other.name == checked.name:
+                raise ProviderValidationError(
+                    f"provider {checked.name!r} is registered twice ({_qualname(other)} and "
+                    f"{_qualname(checked)})"
+                )
+        self.providers.append(checked)
+
+    def add_provider_type(self, type_name: str, factory: ProviderFactory) -> None:
+        """Keep the factory of one provider type, checked now: a valid name, not taken."""
+        validate_provider_type(type_name, factory)
+        other = self.provider_types.get(type_name)
+        if other is not None:
+            raise ProviderValidationError(
+                f"provider type {type_name!r} is registered twice ({_qualname(other)} and "
+                f"{_qualname(factory)})"
+            )
+        self.provider_types[type_name] = factory
 
     # --- changes at run time ---------------------------------------------------
 
@@ -298,6 +334,11 @@ class Registry:
                         f"{entry.ref}: fallback plugin {target.ref} has a different input or output contract",
                         plugin=entry.ref,
                     )
+
+
+def _qualname(obj: object) -> str:
+    target = obj if hasattr(obj, "__qualname__") else type(obj)  # a function or class, else an instance
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
 
 
 def _highest(versions: Iterable[Version]) -> Version:

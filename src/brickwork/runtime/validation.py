@@ -1,5 +1,7 @@
 """Registration checks: everything about a plugin class that can be known before a
-request arrives is checked here, and fails with :class:`PluginValidationError`.
+request arrives is checked here, and fails with :class:`PluginValidationError`;
+providers and provider types from the hooks are checked the same way, and fail with
+:class:`ProviderValidationError`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
-from brickwork.contracts.errors import BrickworkError, PluginValidationError
+from brickwork.contracts.errors import BrickworkError, PluginValidationError, ProviderValidationError
 from brickwork.contracts.plugin import PERMISSIONS, Example, Plugin, Prompt
 from brickwork.contracts.policy import Policy
-from brickwork.contracts.provider import ModelId
+from brickwork.contracts.provider import ModelId, Provider
 from brickwork.contracts.refs import NAME_RE, PluginRef, Version
 
-__all__ = ["compile_prompts", "example_input", "validate_plugin_class"]
+__all__ = [
+    "compile_prompts",
+    "example_input",
+    "validate_plugin_class",
+    "validate_provider",
+    "validate_provider_type",
+]
 
 #: The one sandboxed Jinja2 environment prompts are parsed and compiled in.
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -170,3 +178,34 @@ def _check_examples(cls: type[Plugin[Any, Any]]) -> None:
         unknown = set(example.expected) - output_fields
         if unknown:
             raise _fail(cls, f"examples[{i}].expected names unknown output fields {sorted(unknown)}")
+
+
+def validate_provider(provider: object, *, source: str = "the register_providers hook") -> Provider:
+    """Check a provider instance (the interface, a name model ids can carry); return it."""
+    what = f"{type(provider).__qualname__} (from {source})"
+    if not isinstance(provider, Provider):
+        missing = [m for m in _PROVIDER_MEMBERS if not hasattr(provider, m)]
+        raise ProviderValidationError(f"{what} is not a brickwork Provider: it lacks {', '.join(missing)}")
+    name = provider.name
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ProviderValidationError(
+            f"{what}: provider name {name!r} must match {NAME_RE.pattern} "
+            "(it is the part of a model id before ':')"
+        )
+    if not isinstance(provider.is_real, bool):
+        raise ProviderValidationError(f"{what}: is_real must be True or False, got {provider.is_real!r}")
+    return provider
+
+
+def validate_provider_type(type_name: object, factory: object) -> None:
+    """Check one entry of the provider-type table: a name a config can give, a callable."""
+    if not isinstance(type_name, str) or not NAME_RE.match(type_name):
+        raise ProviderValidationError(f"provider type name {type_name!r} must match {NAME_RE.pattern}")
+    if not callable(factory):
+        raise ProviderValidationError(
+            f"provider type {type_name!r}: the factory {factory!r} is not callable "
+            "(it takes ProviderSettings and returns a Provider)"
+        )
+
+
+_PROVIDER_MEMBERS = ("name", "is_real", "complete", "stream", "embed", "score", "count_tokens")

@@ -1,4 +1,4 @@
-"""Shared state behind one atomic interface: memory (default) or Redis (replicas)."""
+"""The policies' state behind one atomic interface; in memory (one process) today."""
 
 from brickwork.state.base import (
     BreakerMode,

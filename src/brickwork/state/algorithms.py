@@ -2,8 +2,9 @@
 circuit-breaker state machine.
 
 They hold no locks and do no I/O. The memory backend runs them under a lock; a
-Redis backend runs the same steps inside one Lua script. Keeping them here, apart
-from storage, lets the property tests check them against simple reference models.
+backend shared by several processes would run the same steps in one atomic
+operation. Keeping them here, apart from storage, lets the property tests check
+them against simple reference models.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The state interface: every shared counter, window, breaker, cache entry and budget.
+"""The state interface: every shared rate window, breaker, cache entry and budget.
 
 Each operation is atomic on its own — check-and-add, reserve/settle — so that a
 Redis implementation can do each one in a single round trip (a Lua script) and a
@@ -92,7 +92,7 @@ class Reservation:
 
 
 class StateBackend(Protocol):
-    """Shared state for policies. Implementations: memory (default), Redis."""
+    """Shared state for policies. Implemented by :class:`~brickwork.state.memory.MemoryState`."""
 
     async def window_acquire(self, items: Sequence[WindowItem], *, window: float, now: float) -> WindowGrant:
         """All or nothing: add every item, or none and say which window is full."""
@@ -142,10 +142,6 @@ class StateBackend(Protocol):
 
         Idempotent: settling a reservation that is already settled changes nothing.
         """
-        ...
-
-    async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:
-        """Add to a counter and return its new value."""
         ...
 
     async def aclose(self) -> None: ...

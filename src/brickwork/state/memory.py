@@ -54,7 +54,6 @@ class MemoryState:
         self._cache: dict[str, OrderedDict[str, tuple[float, bytes]]] = {}
         self._max_cache = max_cache_entries
         self._budgets: dict[str, _Budget] = {}
-        self._counters: dict[str, float] = {}
 
     # --- sliding windows -------------------------------------------------------
 
@@ -163,12 +162,6 @@ class MemoryState:
             if budget.reserved.pop(reservation, None) is None:
                 return  # settled already (a retried call): count it once
             budget.used += actual
-
-    async def incr(self, key: str, amount: float = 1.0, *, ttl: float | None = None) -> float:
-        with self._lock:
-            value = self._counters.get(key, 0.0) + amount
-            self._counters[key] = value
-            return value
 
     async def aclose(self) -> None:
         return None

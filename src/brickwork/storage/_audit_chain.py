@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TextIO, TypeVar
 
 from brickwork.contracts.errors import StorageError
-from brickwork.runtime.recording import CallRecord
+from brickwork.contracts.record import CallRecord
 from brickwork.storage._audit_json import canonical_json, record_json
 from brickwork.storage.migrations import Dialect
 

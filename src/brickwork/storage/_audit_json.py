@@ -16,8 +16,8 @@ import math
 from typing import Any
 
 from brickwork.contracts.provider import Usage
+from brickwork.contracts.record import CallRecord
 from brickwork.contracts.request import RouteDecision
-from brickwork.runtime.recording import CallRecord
 
 __all__ = ["canonical_json", "record_json"]
 

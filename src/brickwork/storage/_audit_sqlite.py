@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal, TextIO, TypeVar
 
 from brickwork.contracts.errors import ConfigurationError, StorageError
-from brickwork.runtime.recording import CallRecord
+from brickwork.contracts.record import CallRecord
 from brickwork.storage import _audit_spool as spool_limits
 from brickwork.storage._audit_chain import (
     _ALL,

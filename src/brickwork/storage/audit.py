@@ -1,6 +1,6 @@
 """The audit log: one hash-chained row per request, durable before the answer leaves.
 
-Each :class:`~brickwork.runtime.recording.CallRecord` becomes one row: its
+Each :class:`~brickwork.contracts.record.CallRecord` becomes one row: its
 canonical JSON (``body``: tenant, route decision, plugin@version, prompt
 version, models, cache hit, guard verdicts, tokens, cost, latency, outcome —
 never input or output text, never a key), a gapless sequence number ``seq``

@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from brickwork.contracts.clock import SystemClock
 from brickwork.contracts.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -45,7 +46,6 @@ from brickwork.contracts.errors import (
     StorageError,
 )
 from brickwork.contracts.policy import BudgetPolicy, RateLimitPolicy
-from brickwork.runtime.clock import SystemClock
 from brickwork.storage._postgres import PgConn, PgConnection
 from brickwork.storage._sqlite import connect
 from brickwork.storage.migrations import Dialect, apply_postgres

@@ -1,7 +1,7 @@
 """``classify@3``: zero-shot classification by LLM label scoring.
 
 Small models classify far better when each label's log-probability as the reply
-is compared than when their free text is parsed (see MODELS.md), so this version
+is compared than when their free text is parsed, so this version
 never generates: it asks ``ctx.model.score``.
 
 - single-label: one call scores every label as the answer to the ``choose`` prompt;

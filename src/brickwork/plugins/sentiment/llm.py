@@ -3,7 +3,7 @@
 The model is not asked to write an answer: ``ctx.model.score`` gives the
 log-probability of each label as the reply to a versioned prompt, and the
 softmax of those is the model's belief. On small models this is far more
-reliable than parsing free text (see MODELS.md).
+reliable than parsing free text.
 
 - ``label``: the most probable of positive / negative / neutral;
 - ``score``: p(positive) − p(negative), in [-1, 1];

@@ -18,6 +18,7 @@ from typing import ClassVar
 from brickwork.contracts.errors import ConfigurationError, ProviderResponseError
 from brickwork.contracts.plugin import Context, Example, Plugin, Prompt
 from brickwork.contracts.policy import CachePolicy, FallbackPolicy, Policy, TimeoutPolicy
+from brickwork.plugin_api import pack, sentence_spans, words
 from brickwork.plugins.summarize.answer import (
     Shaped,
     StreamedAnswer,
@@ -32,7 +33,6 @@ from brickwork.plugins.summarize.contract import (
     SummarizeOutput,
     word_limit,
 )
-from brickwork.plugins.summarize.segmentation import pack, sentence_spans, words
 
 __all__ = ["SummarizeLLM", "parse_bullets"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from brickwork.plugins.summarize.segmentation import sentence_spans, words
+from brickwork.plugin_api import sentence_spans, words
 
 __all__ = ["Shaped", "StreamedAnswer", "clean", "drop_unfinished", "parse_bullets", "shape"]
 

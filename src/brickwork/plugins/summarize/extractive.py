@@ -18,8 +18,8 @@ from typing import Any
 
 from brickwork.contracts.plugin import Context, Example, Plugin
 from brickwork.contracts.policy import CachePolicy, Policy
+from brickwork.plugin_api import Span, sentence_spans, words
 from brickwork.plugins.summarize.contract import SummarizeInput, SummarizeOutput, word_limit
-from brickwork.plugins.summarize.segmentation import Span, sentence_spans, words
 
 __all__ = ["SummarizeExtractive", "extract", "rank"]
 

@@ -57,7 +57,7 @@ def _threads(threads: int | str | None) -> int:
     raw: int | str | None = threads if threads is not None else os.environ.get(THREADS_ENV)
     if raw is None or raw == "":
         # One thread: on a busy 2-core host two threads fight the other work for the
-        # second core and generation falls ~10× (see MODELS.md).
+        # second core and generation falls ~10×.
         return 1
     try:
         value = int(raw)

@@ -1,6 +1,6 @@
 """Sentences and chunks of a text, as spans of the original.
 
-Both summarize versions (and translate) cut text the same way: paragraphs at
+Plugins cut text the same way (both summarize versions and translate do): paragraphs at
 blank lines, sentences inside them with pysbd (rules, no model, no download),
 then consecutive sentences packed into chunks that fit a token budget. Spans keep
 offsets into the original, so a chunk is an exact slice of the input and an
