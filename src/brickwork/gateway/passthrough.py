@@ -101,13 +101,13 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
                 return await self._run(input, ctx.model.bind(model_id), ctx)
             except ModelNotFoundError as exc:
                 # The caller named the model: an unknown one is their 404, not our 500.
-                raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
+                raise PluginNotFoundError(exc.message, plugin=model_id) from exc
             except ProviderRejectedError as exc:
                 # The client wrote this request: what the upstream refused in it is
                 # the client's 4xx to fix, not a 502 (nor a failure of the upstream).
                 if (exc.details or {}).get("status") == 404:
-                    raise PluginNotFoundError(exc.message, plugin=str(model_id)) from exc
-                raise InvalidRequestError(exc.message, plugin=str(model_id)) from exc
+                    raise PluginNotFoundError(exc.message, plugin=model_id) from exc
+                raise InvalidRequestError(exc.message, plugin=model_id) from exc
 
         async def _run(self, input: PassthroughInput, model: ModelClient, ctx: Context) -> PassthroughOutput:
             if input.texts is not None:
