@@ -95,15 +95,13 @@ async def test_a_call_and_a_stream_pass_through_the_very_same_policy_objects(
     assert orch.bindings.get(entry).chat is stack  # composed once, kept
     seen: dict[int, list[str]] = {}
     for layer in layers(stack):
-        original = layer.enter
+        original = layer.open
 
-        async def counted(
-            call: Any, run: Any, *, _layer: WrapperModel = layer, _enter: Any = original
-        ) -> Any:
+        def counted(call: Any, run: Any, *, _layer: WrapperModel = layer, _open: Any = original) -> Any:
             seen.setdefault(id(_layer), []).append(call.operation)
-            return await _enter(call, run)
+            return _open(call, run)
 
-        monkeypatch.setattr(layer, "enter", counted)
+        monkeypatch.setattr(layer, "open", counted)
     kinds = {type(layer) for layer in layers(stack)}
     assert kinds == {
         PermittedModel,

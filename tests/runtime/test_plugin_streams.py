@@ -231,19 +231,20 @@ def test_a_streamed_answer_adds_up_to_its_summary_however_it_is_split(
 
 # --- translate@2 ---------------------------------------------------------------------
 
+TRANSLATE = {
+    "plugin": "translate@2",
+    "input": {
+        "text": "Hello, welcome to Brickwork today.",
+        "target_language": "fr",
+        "glossary": ["Brickwork"],
+    },
+}
+
 
 async def test_translate_streams_with_placeholders_restored_even_when_split() -> None:
     provider = CharStreams("local").enqueue("Translation: Bonjour, bienvenue chez [T1] aujourd'hui.")
     orch = runtime(TranslateRules, TranslateLLM, provider=provider)
-    request = {
-        "plugin": "translate@2",
-        "input": {
-            "text": "Hello, welcome to Brickwork today.",
-            "target_language": "fr",
-            "glossary": ["Brickwork"],
-        },
-    }
-    pieces, envelope = await collect(orch, request)
+    pieces, envelope = await collect(orch, TRANSLATE)
     translation = "Bonjour, bienvenue chez Brickwork aujourd'hui."
     assert "".join(pieces) == envelope.output["translation"] == translation
     assert len(pieces) > 5
@@ -255,15 +256,7 @@ async def test_translate_streams_with_placeholders_restored_even_when_split() ->
 async def test_a_term_dropped_from_a_streamed_translation_is_reported_not_patched_in() -> None:
     provider = CharStreams("local").enqueue("Bonjour, bienvenue aujourd'hui.")
     orch = runtime(TranslateRules, TranslateLLM, provider=provider)
-    request = {
-        "plugin": "translate@2",
-        "input": {
-            "text": "Hello, welcome to Brickwork today.",
-            "target_language": "fr",
-            "glossary": ["Brickwork"],
-        },
-    }
-    pieces, envelope = await collect(orch, request)
+    pieces, envelope = await collect(orch, TRANSLATE)
     assert "".join(pieces) == envelope.output["translation"] == "Bonjour, bienvenue aujourd'hui."
     assert envelope.output["glossary_kept"] is False
     assert any("not put back" in w for w in envelope.warnings)

@@ -235,7 +235,7 @@ class ModelBindings:
 
     def get(self, entry: PluginEntry) -> ModelBinding:
         deps = self.dependencies
-        # What the composition depends on, compared by identity: cheap on every run.
+        # What the composition depends on: the same objects on every run but the first.
         signature = (
             entry,
             entry.policy,
@@ -248,7 +248,7 @@ class ModelBindings:
             deps.tracing,
         )
         kept = self._kept.get(entry.ref)
-        if kept is not None and all(a is b for a, b in zip(kept[0], signature, strict=True)):
+        if kept is not None and kept[0] == signature:  # (identical objects compare at once)
             return kept[1]
         chain = [model_id(m) for m in ((entry.model,) if entry.model else ()) + entry.policy.fallback.models]
         binding = ModelBinding(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from brickwork.plugin_api import sentence_spans, words
+from brickwork.plugin_api import Preamble, sentence_spans, words
 
 __all__ = ["Shaped", "StreamedAnswer", "clean", "drop_unfinished", "parse_bullets", "shape"]
 
@@ -24,6 +24,9 @@ _BULLET = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+(.+?)\s*$")
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:here is|here's|below is)[^\n:]*:|summary\s*:|\*\*summary\*\*:?)\s*", re.IGNORECASE
 )
+#: The preamble's openings, for streaming (see :class:`~brickwork.plugin_api.Preamble`).
+_INTROS = ("here is", "here's", "below is")
+_LABELS = ("summary", "**summary**")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _ENDS_SENTENCE = (".", "!", "?", "…")
 _QUOTES = "\"'"
@@ -111,29 +114,10 @@ def shape(answer: str, *, finish_reason: str, limit: int, bullets: bool) -> Shap
     return Shaped(summary if words(summary) else "", [], notes)
 
 
-def _undecided_preamble(opening: str) -> bool:
-    """Whether ``opening`` (stripped) may still turn out to be a preamble."""
-    low = opening.lower()
-    for intro in ("here is", "here's", "below is"):
-        if intro.startswith(low):
-            return True
-        if low.startswith(intro):
-            return ":" not in low and "\n" not in low  # decided at the colon or the line's end
-    for label in ("summary", "**summary**"):
-        if label.startswith(low):
-            return True
-        if low.startswith(label):
-            return not low[len(label) :].strip()  # decided by the next character
-    return False
-
-
 class StreamedAnswer:
     """A streaming answer shaped as it comes: :meth:`feed` each delta and send what it
     returns; :meth:`finish` returns the last piece. The pieces add up to
     :attr:`summary`; :attr:`full` says the limit is reached and reading can stop."""
-
-    #: The longest opening held back while it may be a preamble.
-    max_opening = 200
 
     def __init__(self, *, limit: int, bullets: bool) -> None:
         self.limit = limit
@@ -142,7 +126,7 @@ class StreamedAnswer:
         self.notes: list[str] = []
         self.full = False
         self._sent: list[str] = []
-        self._opening: str | None = ""  # ``None`` once decided
+        self._opening = Preamble(_PREAMBLE, intros=_INTROS, labels=_LABELS)
         self._quote = ""
         self._begun = False
         self._pending = ""
@@ -156,23 +140,18 @@ class StreamedAnswer:
     def feed(self, delta: str) -> str:
         if self.full or not delta:
             return ""
-        if self._opening is not None:
-            self._opening += delta
-            opening = self._opening.lstrip()
-            if not opening or (len(opening) < self.max_opening and _undecided_preamble(opening)):
-                return ""
-            self._opening = None
-            delta = _PREAMBLE.sub("", opening, count=1)
-        self._pending += self._begin(delta)
+        body = self._opening.feed(delta)
+        if body is None:
+            return ""
+        self._pending += self._begin(body)
         return self._flush(final=False)
 
     def finish(self, finish_reason: str) -> str:
         """The last piece, once the answer ended (``finish_reason`` as the model said)."""
         out = ""
         if not self.full:
-            if self._opening is not None:
-                self._pending = self._begin(_PREAMBLE.sub("", self._opening.lstrip(), count=1))
-                self._opening = None
+            if not self._opening.decided:
+                self._pending = self._begin(self._opening.finish())
             out = self._flush(final=True, cut_short=finish_reason == "length")
         if not self.bullets and (self.full or finish_reason == "length"):
             out += self._close_cut()

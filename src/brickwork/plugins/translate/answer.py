@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from brickwork.plugin_api import Preamble
 from brickwork.plugins.translate.glossary import Protected, restore
 
 __all__ = ["StreamedTranslation", "clean"]
@@ -31,33 +32,16 @@ def clean(answer: str, original: str) -> str:
     return answer
 
 
-def _undecided_preamble(opening: str) -> bool:
-    low = opening.lower()
-    intro = "here is the translation"
-    if intro.startswith(low):
-        return True
-    if low.startswith(intro):
-        return ":" not in low and "\n" not in low
-    label = "translation"
-    if label.startswith(low):
-        return True
-    if low.startswith(label):
-        return not low[len(label) :].strip()
-    return False
-
-
 class StreamedTranslation:
     """One chunk's streaming answer, shaped as it comes: :meth:`feed` each delta and
     send what it returns, then what :meth:`finish` returns. :attr:`seen` holds the
     placeholders that came back."""
 
-    max_opening = 120
-
     def __init__(self, protected: Protected, original: str) -> None:
         self.protected = protected
         self.quoted = original.strip()[:1] in _OPEN_QUOTES
         self.seen: set[int] = set()
-        self._opening: str | None = ""
+        self._opening = Preamble(_PREAMBLE, intros=("here is the translation",), labels=("translation",))
         self._pending = ""
         self._dequoted = False  # an opening quote was dropped: its closing one goes too
         self._begun = False
@@ -65,20 +49,15 @@ class StreamedTranslation:
     def feed(self, delta: str) -> str:
         if not delta:
             return ""
-        if self._opening is not None:
-            self._opening += delta
-            opening = self._opening.lstrip()
-            if not opening or (len(opening) < self.max_opening and _undecided_preamble(opening)):
-                return ""
-            self._opening = None
-            delta = _PREAMBLE.sub("", opening, count=1)
-        self._pending += self._begin(delta)
+        body = self._opening.feed(delta)
+        if body is None:
+            return ""
+        self._pending += self._begin(body)
         return self._flush(final=False)
 
     def finish(self) -> str:
-        if self._opening is not None:
-            self._pending = self._begin(_PREAMBLE.sub("", self._opening.lstrip(), count=1))
-            self._opening = None
+        if not self._opening.decided:
+            self._pending = self._begin(self._opening.finish())
         self._pending = self._pending.rstrip()
         if self._dequoted and self._pending[-1:] and self._pending[-1:] in _CLOSE_QUOTES:
             self._pending = self._pending[:-1].rstrip()

@@ -40,7 +40,6 @@ __all__ = [
     "Operation",
     "WrapperModel",
     "aclose",
-    "next_item",
 ]
 
 #: What a model operation yields: one result, or a stream's chunks.
@@ -147,21 +146,15 @@ class Ended:
 
     def usage(self, call: ModelCall) -> Usage | None:
         """What the operation used (``None`` if nothing flowed): as reported, else the
-        input estimated and one output token a chunk."""
+        input estimated and one output token a chunk; always one call."""
         if not self.items:
             return None
         reported = self.reported
         if reported is None:
             return Usage(input_tokens=call.estimate().input_tokens, output_tokens=self.items, calls=1)
+        if reported.calls == 1:
+            return reported  # (read, never changed, by those who count it)
         return Usage(input_tokens=reported.input_tokens, output_tokens=reported.output_tokens, calls=1)
-
-
-async def next_item(items: AsyncIterator[Item]) -> Item | None:
-    """The next item, ``None`` at the end."""
-    try:
-        return await items.__anext__()
-    except StopAsyncIteration:
-        return None
 
 
 async def aclose(items: AsyncIterator[Item]) -> None:
@@ -176,11 +169,15 @@ class WrapperModel:
     :meth:`open` relays the inner model's items and calls the hooks a policy
     overrides: :meth:`enter` before the inner model opens, :meth:`first` to open
     it and wait for its first item, :meth:`following` for each later item,
-    :meth:`exit` once the items ended (however they did).
+    :meth:`exit` once the items ended (however they did). (A hook a policy does
+    not override is not even awaited: a model call goes through every layer.)
     """
 
     def __init__(self, inner: Model) -> None:
         self.inner = inner
+        kind = type(self)
+        self._enters = kind.enter is not WrapperModel.enter
+        self._exits = kind.exit is not WrapperModel.exit
 
     async def enter(self, call: ModelCall, run: ModelRun) -> Any:
         """Before the inner model opens; what it returns is handed to the other hooks."""
@@ -195,21 +192,26 @@ class WrapperModel:
         """
         items = self.inner.open(call, run).__aiter__()
         try:
-            return items, await next_item(items)
+            return items, await items.__anext__()
+        except StopAsyncIteration:
+            return items, None
         except BaseException:
             with contextlib.suppress(Exception):  # the first error is the one to report
                 await aclose(items)
             raise
 
     async def following(self, items: AsyncIterator[Item], run: ModelRun) -> Item | None:
-        """The next item once the first flowed."""
-        return await next_item(items)
+        """The next item once the first flowed (``None`` at the end)."""
+        try:
+            return await items.__anext__()
+        except StopAsyncIteration:
+            return None
 
     async def exit(self, call: ModelCall, run: ModelRun, state: Any, ended: Ended) -> None:
         """After the last item, an error, or the reader stopping early."""
 
     async def open(self, call: ModelCall, run: ModelRun) -> AsyncIterator[Item]:
-        state = await self.enter(call, run)
+        state = await self.enter(call, run) if self._enters else None
         ended = Ended()
         try:
             items, item = await self.first(call, run, state)
@@ -228,7 +230,7 @@ class WrapperModel:
                     # nobody's to handle, nor the model's fault.
                     with contextlib.suppress(Exception):
                         await aclose(items)
-                else:
+                elif item is not None:  # (ended by an error: an exhausted one needs no close)
                     await aclose(items)
         except GeneratorExit:
             raise
@@ -236,4 +238,5 @@ class WrapperModel:
             ended.error = exc
             raise
         finally:
-            await self.exit(call, run, state, ended)
+            if self._exits:
+                await self.exit(call, run, state, ended)

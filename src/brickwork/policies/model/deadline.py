@@ -29,6 +29,12 @@ class DeadlineModel(WrapperModel):
         self.attempt = attempt
         self.clock = clock
 
+    def open(self, call: ModelCall, run: ModelRun) -> AsyncIterator[Item]:
+        if call.operation != "stream" and self.attempt is None and run.timed_by_run():
+            # A call is read where it is made: in the task the run's timer covers.
+            return self.inner.open(call, run)
+        return super().open(call, run)
+
     async def first(
         self, call: ModelCall, run: ModelRun, state: Any
     ) -> tuple[AsyncIterator[Item], Item | None]:

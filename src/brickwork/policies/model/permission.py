@@ -21,13 +21,16 @@ class PermittedModel(WrapperModel):
         self.bound = inner is not None
         self.what = what
 
-    async def enter(self, call: ModelCall, run: ModelRun) -> None:
+    def open(self, call: ModelCall, run: ModelRun) -> AsyncIterator[Item]:
+        # Refused when asked (``ctx.model.stream()`` raises at once, as a call does);
+        # past the check, it adds nothing to relay.
         if call.permission not in self.permissions:
             raise PermissionDeniedError(
                 f"plugin {run.plugin} did not declare the {call.permission!r} permission", plugin=run.plugin
             )
         if not self.bound:
             raise PermissionDeniedError(f"plugin {run.plugin} has no {self.what} bound", plugin=run.plugin)
+        return self.inner.open(call, run)
 
 
 class _NoModel:
