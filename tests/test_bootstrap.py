@@ -106,12 +106,30 @@ class NotAProvider:
     name = "nope"
 
 
+class OldProvider:
+    """Written before providers said their context window."""
+
+    name = "old"
+    is_real = False
+
+    async def complete(self, request: Any) -> Any: ...
+    def stream(self, request: Any) -> Any: ...
+    async def embed(self, request: Any) -> Any: ...
+    async def score(self, request: Any) -> Any: ...
+    def count_tokens(self, model: str, text: str) -> int:
+        return 1
+
+
 @pytest.mark.parametrize(
     ("provider", "problem"),
     [
         (
             NotAProvider(),
             "NotAProvider (from the register_providers hook) is not a brickwork Provider: it lacks is_real, complete",
+        ),
+        (
+            OldProvider(),
+            "OldProvider (from the register_providers hook) is not a brickwork Provider: it lacks context_window",
         ),
         (FakeProvider("Bad:Name"), "provider name 'Bad:Name' must match"),
         (FakeProvider(""), "provider name '' must match"),

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from brickwork.contracts.errors import ProviderUnavailableError
+from brickwork.contracts.errors import ConfigurationError, PermissionDeniedError, ProviderUnavailableError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
 from brickwork.contracts.policy import BreakerPolicy, BudgetPolicy, FallbackPolicy, Policy, RetryPolicy
 from brickwork.contracts.provider import CompletionRequest, ModelPrice, StreamChunk
 from brickwork.observability.tracing import configure_tracing
 from brickwork.policies.model import (
+    AvailableModel,
     BreakerModel,
     BudgetModel,
     DeadlineModel,
@@ -106,6 +107,7 @@ async def test_a_call_and_a_stream_pass_through_the_very_same_policy_objects(
     assert kinds == {
         PermittedModel,
         FallbackModel,
+        AvailableModel,
         BreakerModel,
         RetryModel,
         DeadlineModel,
@@ -116,19 +118,20 @@ async def test_a_call_and_a_stream_pass_through_the_very_same_policy_objects(
     call = await orch.handle({"plugin": "both", "input": {"text": "hi"}})
     stream = await orch.handle({"plugin": "both", "input": {"text": "hi", "stream": True}})
     assert call.output == stream.output == {"text": "fake reply"}
-    # The outer layers and the first model's five each served the call, then the
+    # The outer layers and the first model's six each served the call, then the
     # stream; the spare model's layers were never needed.
     used = [type(layer) for layer in layers(stack) if seen.get(id(layer)) == ["chat", "stream"]]
     assert used == [
         PermittedModel,
         FallbackModel,
+        AvailableModel,
         BreakerModel,
         RetryModel,
         DeadlineModel,
         BudgetModel,
         MeteredModel,
     ]
-    assert len(seen) == 7
+    assert len(seen) == 8
 
 
 class FailsToOpen(FakeProvider):
@@ -184,3 +187,95 @@ async def test_a_model_call_and_a_model_stream_each_get_their_span(stream: bool)
     plugin = spans["invoke_agent both@1.0.0"]
     assert model.parent is not None
     assert model.parent.span_id == plugin.context.span_id
+
+
+# --- review fixes: what is refused, and before what ------------------------------------
+
+
+class Streams(Both):
+    name = "streams"
+    permissions = frozenset()  # no 'model'
+    model = None
+    policy = Policy()
+
+    async def run(self, input: In, ctx: Context) -> Out:
+        ctx.model.stream(input.text)  # refused here, at the call, not on first read
+        raise AssertionError("not reached")
+
+
+async def test_a_stream_without_the_model_permission_is_refused_when_asked_for() -> None:
+    registry = Registry()
+    registry.add(Streams)
+    with pytest.raises(PermissionDeniedError, match="did not declare the 'model' permission"):
+        await Orchestrator(registry).handle({"plugin": "streams", "input": {"text": "x"}})
+
+
+class Binds(Both):
+    name = "binds"
+    policy = Policy(retry=None)
+
+    async def run(self, input: In, ctx: Context) -> Out:
+        return Out(text=(await ctx.model.bind("spare:big").complete(input.text)).text)
+
+
+async def test_choosing_another_model_needs_the_bind_permission() -> None:
+    orch = orchestrator(FakeProvider("fake"), FakeProvider("spare"))
+    orch.registry.add(Binds)
+    with pytest.raises(PermissionDeniedError, match="'bind' permission"):
+        await orch.handle({"plugin": "binds", "input": {"text": "x"}})
+
+    class BindsDeclared(Binds):
+        name = "binds-declared"
+        permissions = frozenset({"model", "bind"})
+
+    orch.registry.add(BindsDeclared)
+    envelope = await orch.handle({"plugin": "binds-declared", "input": {"text": "x"}})
+    assert envelope.models == ["spare:big"]
+
+
+async def test_a_fallback_model_whose_provider_is_missing_does_not_fail_the_primary() -> None:
+    class Windowed(Both):
+        name = "windowed"
+
+        async def run(self, input: In, ctx: Context) -> Out:
+            return Out(text=f"{ctx.model.context_window()} {(await ctx.model.complete(input.text)).text}")
+
+    orch = orchestrator(FakeProvider("fake", context_window=1000))  # no "spare" provider
+    orch.registry.add(Windowed)
+    envelope = await orch.handle({"plugin": "windowed", "input": {"text": "x"}})
+    assert envelope.output == {"text": "1000 fake reply"}
+
+
+async def test_a_missing_provider_is_refused_before_any_policy_counts_the_call() -> None:
+    tracing = configure_tracing("memory")
+    assert tracing is not None
+    orch = orchestrator(tracing=tracing)  # neither provider is there
+    with pytest.raises(ConfigurationError, match="no provider 'fake'"):
+        await orch.handle({"plugin": "both", "input": {"text": "x"}})
+    names = [span.name for span in tracing.exporter.get_finished_spans()]
+    assert not any(name.startswith("chat ") for name in names)  # no model call was made
+    snapshot = await orch.state.breaker_snapshot(
+        "breaker:model:both@1.0.0:fake",
+        POLICY.breaker,
+        now=orch.clock.time(),  # type: ignore[arg-type]
+    )
+    assert snapshot.calls == 0
+
+
+async def test_a_stream_span_has_the_finish_reason_and_only_reported_usage() -> None:
+    tracing = configure_tracing("memory")
+    assert tracing is not None
+
+    class NoUsage(FakeProvider):
+        async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
+            yield StreamChunk(delta="one ")
+            yield StreamChunk(delta="two", finish_reason="length")
+
+    orch = orchestrator(NoUsage("fake"), tracing=tracing)
+    envelope = await orch.handle({"plugin": "both", "input": {"text": "hi", "stream": True}})
+    assert envelope.usage.output_tokens == 2  # one a chunk, estimated
+    [span] = [s for s in tracing.exporter.get_finished_spans() if s.name == "chat small"]
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert "gen_ai.usage.output_tokens" not in attributes  # an estimate is no report
+    assert "gen_ai.response.model" not in attributes  # the provider did not say

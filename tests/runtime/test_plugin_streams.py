@@ -3,6 +3,7 @@ the assembled output, and summarize/translate streaming word by word."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,14 +14,18 @@ from hypothesis import strategies as st
 
 from brickwork.contracts.errors import OutputValidationError, PluginValidationError, ProviderUnavailableError
 from brickwork.contracts.plugin import Context, Plugin, PluginInput, PluginOutput
+from brickwork.contracts.policy import CachePolicy, Policy
 from brickwork.contracts.provider import CompletionRequest, StreamChunk
 from brickwork.contracts.request import Envelope
 from brickwork.plugin_api import words
 from brickwork.plugins.summarize import SummarizeExtractive, SummarizeLLM
 from brickwork.plugins.summarize.answer import StreamedAnswer, shape
 from brickwork.plugins.translate import TranslateLLM, TranslateRules
+from brickwork.plugins.translate.answer import StreamedTranslation, clean
+from brickwork.plugins.translate.glossary import Protected, restore
 from brickwork.runtime.models import Providers
 from brickwork.runtime.orchestrator import Orchestrator
+from brickwork.runtime.recording import MemoryRecorder
 from brickwork.runtime.registry import Registry
 from brickwork.testing import FakeProvider
 
@@ -148,10 +153,73 @@ async def test_a_nested_call_does_not_stream_into_its_callers_reply() -> None:
 
 
 async def test_leaving_the_stream_early_cancels_the_run() -> None:
-    orch = runtime(Writer, provider=FakeProvider())
-    stream = orch.stream({"plugin": "writer", "input": {"text": "a b c d"}})
-    assert await stream.__anext__() == "a"
+    steps: list[str] = []
+
+    class Slow(Writer):
+        name = "slow"
+        description = "Writes a word a second."
+
+        async def run(self, input: In, ctx: Context) -> Out:
+            for word in input.text.split():
+                steps.append(word)
+                ctx.emit(word)
+                try:
+                    await asyncio.sleep(1)
+                except asyncio.CancelledError:
+                    steps.append("cancelled")
+                    raise
+            return Out(reply=input.text, words=len(steps))
+
+    recorder = MemoryRecorder()
+    registry = Registry()
+    registry.add(Slow)
+    orch = Orchestrator(registry, recorders=[recorder])
+    stream = orch.stream({"plugin": "slow", "input": {"text": "a b c d"}})
+    assert await anext(stream) == "a"
     await stream.aclose()  # type: ignore[attr-defined]
+    assert steps == ["a", "cancelled"]  # the run stopped at once, not after four seconds
+    assert [r.outcome for r in recorder.records] == ["cancelled"]
+
+
+class Plain(Plugin[In, Out]):
+    name = "plain"
+    version = "1.0.0"
+    text_field = "reply"
+    description = "Answers whole."
+    policy = Policy(cache=CachePolicy(ttl=60))
+
+    async def run(self, input: In, ctx: Context) -> Out:
+        return Out(reply=input.text.upper(), words=1)
+
+
+async def test_a_plugin_that_does_not_stream_gives_its_text_as_one_piece() -> None:
+    orch = runtime(Plain, provider=FakeProvider())
+    first = await collect(orch, {"plugin": "plain", "input": {"text": "whole"}})
+    again = await collect(orch, {"plugin": "plain", "input": {"text": "whole"}})  # from the cache
+    assert first[0] == again[0] == ["WHOLE"]
+    assert again[1].cache_hit
+
+
+async def test_a_streamed_answer_is_not_cached_for_callers_who_read_whole() -> None:
+    class Cached(Writer):
+        name = "cached"
+        policy = Policy(cache=CachePolicy(ttl=60))
+
+    orch = runtime(Cached, provider=FakeProvider())
+    request = {"plugin": "cached", "input": {"text": "one two"}}
+    _, streamed = await collect(orch, request)
+    assert not streamed.cache_hit
+    whole = await orch.handle(request)
+    assert not whole.cache_hit  # the streamed answer was not kept
+    assert (await orch.handle(request)).cache_hit  # the whole one was
+
+
+def test_the_old_breaker_per_model_attribute_is_refused_with_its_replacement() -> None:
+    class Old(Writer):
+        breaker_per_model = False
+
+    with pytest.raises(PluginValidationError, match="per_model=False"):
+        Registry().add(Old)
 
 
 # --- summarize@2 ---------------------------------------------------------------------
@@ -203,6 +271,9 @@ async def test_streamed_bullets_arrive_a_point_at_a_time() -> None:
             "- first point here\n- second point is longer than the first\n- third",
             "The plan   has\n\nodd   spacing. And two sentences.",
             "summary of it all is that roads are fine.",
+            '"Brickwork" is a plugin platform for products.',
+            "'90s music was loud, the council said.",
+            '"The mayor said "no" to the plan."',
         ]
     ),
     bullets=st.booleans(),
@@ -230,6 +301,39 @@ def test_a_streamed_answer_adds_up_to_its_summary_however_it_is_split(
 
 
 # --- translate@2 ---------------------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    answer=st.sampled_from(
+        [
+            "Bonjour, bienvenue chez [T1] aujourd'hui.",
+            '"Bonjour, bienvenue chez [T1] aujourd\'hui."',
+            "«Bonjour, bienvenue chez (T1) aujourd'hui.»",
+            "Translation: Bonjour [[T1]] et [ T1 ] encore.",
+            '"[T1]" est une plateforme.',
+            "Here is the translation: [T1]",
+        ]
+    ),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_a_streamed_translation_is_the_whole_answers_however_it_is_split(answer: str, seed: int) -> None:
+    original = "Hello, welcome to [T1] today."
+    protected = Protected(original, "T", {1: "Brickwork"}, {"Brickwork": "Brickwork"})
+    streamed = StreamedTranslation(protected, original)
+    rng = random.Random(seed)
+    sent: list[str] = []
+    at = 0
+    while at < len(answer):
+        size = rng.randint(1, 4)
+        sent.append(streamed.feed(answer[at : at + size]))
+        at += size
+    sent.append(streamed.finish())
+    whole, dropped = restore(clean(answer, original), protected)
+    assert "".join(sent) == whole
+    assert streamed.seen == ({1} if not dropped else set())
+    assert "T1" not in whole
+
 
 TRANSLATE = {
     "plugin": "translate@2",

@@ -49,10 +49,11 @@ __all__ = [
 ]
 
 #: Permissions a plugin may declare. ``call:<pattern>`` (fnmatch on plugin names)
-#: is also accepted. The runtime refuses ``model``, ``embed`` and ``call:`` when
-#: not declared; ``pii`` (may see unredacted personal data) and ``network`` (may
-#: reach hosts itself) are declared today and enforced by the guard layer (issue 15).
-PERMISSIONS: frozenset[str] = frozenset({"model", "embed", "network", "pii"})
+#: is also accepted. The runtime refuses ``model``, ``embed``, ``bind`` (choose the
+#: model at run time: ``ctx.model.bind``) and ``call:`` when not declared; ``pii``
+#: (may see unredacted personal data) and ``network`` (may reach hosts itself) are
+#: declared today and enforced by the guard layer (issue 15).
+PERMISSIONS: frozenset[str] = frozenset({"model", "embed", "bind", "network", "pii"})
 
 
 class PluginInput(BaseModel):

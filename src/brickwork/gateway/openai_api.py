@@ -37,7 +37,6 @@ from starlette.routing import Route
 
 from brickwork.contracts.errors import (
     BrickworkError,
-    FallbacksExhaustedError,
     InvalidRequestError,
     PluginNotFoundError,
 )
@@ -230,21 +229,14 @@ class OpenAIAPI:
         """The assistant's text and finish reason: the answering plugin's text field,
         else its output's ``text``, else the output as JSON."""
         output = envelope.output
-        field: str | None = None
-        if envelope.plugin not in self.gateway.passthrough_names:
-            field = self._text_field(envelope)
-        text = output.get(field or "text")
+        if envelope.plugin in self.gateway.passthrough_names:
+            text = output.get("text")  # (the hot path: no registry lookup)
+        else:
+            text = self.gateway.orchestrator.text_of(envelope)
         if isinstance(text, str):
             finish = output.get("finish_reason")
             return text, finish if isinstance(finish, str) else "stop"
         return json.dumps(output, ensure_ascii=False), "stop"
-
-    def _text_field(self, envelope: Envelope) -> str | None:
-        try:
-            entry = self.gateway.orchestrator.registry.resolve(f"{envelope.plugin}@{envelope.version}")
-        except BrickworkError:  # unregistered since it answered
-            return None
-        return entry.cls.text_field
 
     def _chat_facts(self, envelope: Envelope) -> dict[str, Any]:
         """The envelope's facts for a chat reply; a plugin's whole output too (a
@@ -403,7 +395,6 @@ async def _events(
 ) -> AsyncIterator[bytes]:
     """The SSE stream of one chat completion; the run is cancelled if the client leaves."""
     chat_id = f"chatcmpl-{secrets.token_hex(16)}"
-    streamed: list[str] = []
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         return _sse(
@@ -419,8 +410,8 @@ async def _events(
     try:
         yield chunk({"role": "assistant", "content": ""})
         item = first
+        streamed = item is not None
         while item is not None:
-            streamed.append(item)
             yield chunk({"content": item})
             item = await queue.get()
         exc = task.exception()
@@ -430,14 +421,10 @@ async def _events(
             return
         envelope = task.result()
         text, finish = api._reply(envelope)
-        if not streamed:
-            if text:
-                yield chunk({"content": text})
-        elif "".join(streamed) != text:
-            # A fallback answered after the first choice had streamed part of its
-            # text: the client cannot splice the two, so it is told, not misled.
-            yield _sse(error_body(_interrupted(envelope)))
-            return
+        # (What streamed is the text: the runtime checked it, and no fallback answers
+        # after text was sent.) A plugin that does not stream sends it now.
+        if not streamed and text:
+            yield chunk({"content": text})
         final = chunk({}, finish)
         yield final
         if include_usage:
@@ -456,14 +443,6 @@ async def _events(
     finally:
         if not task.done():
             task.cancel()
-
-
-def _interrupted(envelope: Envelope) -> BrickworkError:
-    return FallbacksExhaustedError(
-        f"the stream broke off and {envelope.plugin}@{envelope.version} answered instead; retry the request",
-        errors=[],
-        plugin=f"{envelope.plugin}@{envelope.version}",
-    )
 
 
 def _internal(exc: BaseException) -> BrickworkError:

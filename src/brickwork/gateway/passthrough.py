@@ -90,7 +90,7 @@ def passthrough_plugin(provider: str) -> type[Plugin[PassthroughInput, Passthrou
             f"model '{provider}:<model>' runs here, under this plugin's policies."
         )
         version = "1.0.0"
-        permissions = frozenset({"model", "embed"})
+        permissions = frozenset({"model", "embed", "bind"})
         policy = PASSTHROUGH_POLICY
         text_field = "text"
         passthrough_provider: ClassVar[str]

@@ -13,7 +13,7 @@ that no plugin imports the runtime or another plugin::
 """
 
 from brickwork.contracts.hooks import hookimpl
-from brickwork.plugin_api.preamble import Preamble
+from brickwork.plugin_api.opening import Preamble, Quotes
 from brickwork.plugin_api.segmentation import WORD, Span, pack, sentence_spans, words
 
-__all__ = ["WORD", "Preamble", "Span", "hookimpl", "pack", "sentence_spans", "words"]
+__all__ = ["WORD", "Preamble", "Quotes", "Span", "hookimpl", "pack", "sentence_spans", "words"]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 from brickwork.contracts.clock import Clock
 from brickwork.contracts.errors import (
     ConfigurationError,
+    PermissionDeniedError,
     ProviderResponseError,
     RealProviderForbiddenError,
 )
@@ -102,8 +103,9 @@ def model_id(text: str) -> ModelId:
 class ProviderModel:
     """The innermost layer of a stack: one model of one provider.
 
-    The provider is looked up at each call, so :func:`forbid_real_providers` (a
-    context switch) and a missing provider (a configuration error, never a reason
+    Its provider is checked at each call, before any policy counts it (see
+    :class:`~brickwork.policies.model.AvailableModel`), so :func:`forbid_real_providers`
+    (a context switch) and a missing provider (a configuration error, never a reason
     to fall back) are decided when the call is made.
     """
 
@@ -112,7 +114,8 @@ class ProviderModel:
         self.model = model
 
     def open(self, call: ModelCall, run: ModelRun) -> AsyncIterator[Item]:
-        provider = self.providers.get(self.model)
+        # (Found and allowed: the stack's AvailableModel checked it, outside every policy.)
+        provider = self.providers.providers[self.model.provider]
         request = call.request(self.model.model)
         if call.operation == "stream":
             return provider.stream(cast(CompletionRequest, request))
@@ -175,6 +178,7 @@ class ModelBinding:
             permissions=self.permissions,
             what=what,
             leaf=functools.partial(ProviderModel, self.providers),
+            available=self.providers.get,
             price=self.providers.price,
             breakers=self.breakers,
             state=self.state,
@@ -242,6 +246,7 @@ class ModelBindings:
             entry.model,
             entry.embedding_model,
             deps.providers,
+            deps.providers.prices,
             deps.state,
             deps.clock,
             deps.rng,
@@ -346,13 +351,27 @@ class BoundModel:
     def context_window(self) -> int:
         binding = self.binding
         if binding.window is None:
-            known = [w for m in binding.chain if (w := binding.providers.get(m).context_window(m.model))]
+            # Asked of the providers there are (a fallback's missing provider is that
+            # model's failure when it is called, not every call's).
+            known = []
+            for model in binding.chain:
+                provider = binding.providers.providers.get(model.provider)
+                window = provider.context_window(model.model) if provider is not None else None
+                if window:
+                    known.append(window)
             binding.window = min(known, default=DEFAULT_CONTEXT_WINDOW)
         return binding.window
 
     def bind(self, model: str) -> BoundModel:
         """This run's client over ``model`` (``provider:model``) alone, with the same
-        policies: for a plugin whose caller names the model (a pass-through)."""
+        policies: for a plugin whose caller names the model (a pass-through), which
+        declares the ``bind`` permission."""
+        if "bind" not in self.binding.permissions:
+            plugin = self.binding.plugin
+            raise PermissionDeniedError(
+                f"plugin {plugin} did not declare the 'bind' permission to choose its own model",
+                plugin=plugin,
+            )
         return BoundModel(self.binding.bind(model_id(model)), self.run, self._streams)
 
     async def aclose(self) -> None:

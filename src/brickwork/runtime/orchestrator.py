@@ -189,19 +189,36 @@ class Orchestrator:
     ) -> AsyncIterator[str | Envelope]:
         """:meth:`handle` as one iterator: each piece of the plugin's text as it is
         produced, then the envelope (a failure is raised, after the pieces that came).
-        Leaving the loop early cancels the run."""
+        A plugin that does not stream (or an answer from the cache) gives its text as
+        one piece before the envelope. Leaving the loop early cancels the run."""
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         task = asyncio.ensure_future(self.handle(request, principal=principal, on_text=pieces.put_nowait))
         task.add_done_callback(lambda _: pieces.put_nowait(None))
         try:
+            streamed = False
             while (piece := await pieces.get()) is not None:
+                streamed = True
                 yield piece
-            yield task.result()
+            envelope = task.result()
+            if not streamed and (text := self.text_of(envelope)):
+                yield text
+            yield envelope
         finally:
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, BrickworkError):
                     await task
+
+    def text_of(self, envelope: Envelope) -> str | None:
+        """The text of an answer: its plugin's ``text_field``, else a ``text`` field."""
+        try:
+            entry = self.registry.resolve(f"{envelope.plugin}@{envelope.version}")
+        except BrickworkError:  # unregistered since it answered
+            field = None
+        else:
+            field = entry.cls.text_field
+        text = envelope.output.get(field or "text")
+        return text if isinstance(text, str) else None
 
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
@@ -458,7 +475,11 @@ class Orchestrator:
             finally:
                 if bulkhead is not None:
                     bulkhead.release()
-            if cache is not None and key is not None:
+            # A streamed answer is shaped as it streamed (a summary cut at a word, a
+            # dropped glossary term reported, not put back): not cached for callers
+            # who read answers whole.
+            streamed = frame.text is not None and frame.text.sent
+            if cache is not None and key is not None and not streamed:
                 await cache.put(key, {"output": output.model_dump(mode="json"), "models": account.models})
             if limiter is not None and permit is not None and account.usage.calls:
                 await limiter.settle_tokens(permit, account.usage.total_tokens)

@@ -66,6 +66,12 @@ def validate_plugin_class(cls: Any, policy: Policy) -> None:
         raise _fail(cls, f"version {version!r} is not semantic (MAJOR.MINOR.PATCH)")
     if not isinstance(cls.description, str) or not cls.description.strip():
         raise _fail(cls, "needs a description (intent routing and `brickwork plugins` show it)")
+    if hasattr(cls, "breaker_per_model"):
+        raise _fail(
+            cls,
+            "`breaker_per_model` is no longer read: declare "
+            "`policy = Policy(breaker=BreakerPolicy(per_model=False))` instead",
+        )
     _check_types(cls)
     _check_prompts(cls)
     _check_text_field(cls)
@@ -208,4 +214,13 @@ def validate_provider_type(type_name: object, factory: object) -> None:
         )
 
 
-_PROVIDER_MEMBERS = ("name", "is_real", "complete", "stream", "embed", "score", "count_tokens")
+_PROVIDER_MEMBERS = (
+    "name",
+    "is_real",
+    "complete",
+    "stream",
+    "embed",
+    "score",
+    "count_tokens",
+    "context_window",
+)

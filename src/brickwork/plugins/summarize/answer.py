@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from brickwork.plugin_api import Preamble, sentence_spans, words
+from brickwork.plugin_api import Preamble, Quotes, sentence_spans, words
 
 __all__ = ["Shaped", "StreamedAnswer", "clean", "drop_unfinished", "parse_bullets", "shape"]
 
@@ -127,7 +127,7 @@ class StreamedAnswer:
         self.full = False
         self._sent: list[str] = []
         self._opening = Preamble(_PREAMBLE, intros=_INTROS, labels=_LABELS)
-        self._quote = ""
+        self._quotes = Quotes({'"': '"', "'": "'"})
         self._begun = False
         self._pending = ""
         self._held: list[str] = []  # bullets: lines before the first point
@@ -152,21 +152,22 @@ class StreamedAnswer:
         if not self.full:
             if not self._opening.decided:
                 self._pending = self._begin(self._opening.finish())
+            if not self.bullets:
+                self._pending += self._quotes.finish()
             out = self._flush(final=True, cut_short=finish_reason == "length")
         if not self.bullets and (self.full or finish_reason == "length"):
             out += self._close_cut()
         return out
 
     def _begin(self, delta: str) -> str:
-        """``delta`` once the body of the answer began (its first non-space character)."""
-        if self._begun:
-            return delta
-        delta = delta.lstrip()
-        if delta:
+        """``delta`` once the body of the answer began (its first non-space character),
+        past quotes that may wrap the whole answer (prose)."""
+        if not self._begun:
+            delta = delta.lstrip()
+            if not delta:
+                return ""
             self._begun = True
-            if not self.bullets and delta[0] in _QUOTES:
-                self._quote, delta = delta[0], delta[1:]  # and its closing one, if it comes
-        return delta
+        return delta if self.bullets else self._quotes.feed(delta)
 
     def _flush(self, *, final: bool, cut_short: bool = False) -> str:
         return self._flush_points(final, cut_short) if self.bullets else self._flush_prose(final)
@@ -185,14 +186,14 @@ class StreamedAnswer:
         tokens = self._pending.split()
         ends_in_space = self._pending[-1:].isspace()
         self._pending = ""
-        quote = self._quote
+        closing = self._quotes.closing
         if not final:
             if tokens and not ends_in_space:
                 self._pending = tokens.pop()  # the word being written
-            elif quote and tokens and tokens[-1].endswith(quote):
+            elif closing and tokens and tokens[-1][-1] in closing:
                 self._pending = tokens.pop() + " "  # it may close the quotes: the answer's end
-        elif quote and tokens and tokens[-1].endswith(quote):
-            tokens[-1] = tokens[-1][: -len(quote)]
+        elif closing and tokens and tokens[-1][-1] in closing:
+            tokens[-1] = tokens[-1][:-1]
             if not tokens[-1]:
                 tokens.pop()
         out = []

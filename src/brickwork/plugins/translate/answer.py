@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from brickwork.plugin_api import Preamble
+from brickwork.plugin_api import Preamble, Quotes
 from brickwork.plugins.translate.glossary import Protected, restore
 
 __all__ = ["StreamedTranslation", "clean"]
@@ -19,6 +19,8 @@ __all__ = ["StreamedTranslation", "clean"]
 _PREAMBLE = re.compile(r"^\s*(?:here is the translation[^\n:]*:|translation\s*:)\s*", re.IGNORECASE)
 _OPEN_QUOTES = "\"'«“"
 _CLOSE_QUOTES = "\"'»”"
+#: Each opening quote, and what closes it in a streamed answer.
+_PAIRS = {'"': '"”', "'": "'’", "«": "»", "“": '”"'}
 #: Where a placeholder may start (see ``Protected._loose``), and how long one can be.
 _BRACKETS = "[({⟦【<"
 _PLACEHOLDER_CHARS = 16
@@ -43,7 +45,8 @@ class StreamedTranslation:
         self.seen: set[int] = set()
         self._opening = Preamble(_PREAMBLE, intros=("here is the translation",), labels=("translation",))
         self._pending = ""
-        self._dequoted = False  # an opening quote was dropped: its closing one goes too
+        # Quotes the original did not have, around the whole answer, are not the answer's.
+        self._quotes = Quotes(_PAIRS) if not self.quoted else None
         self._begun = False
 
     def feed(self, delta: str) -> str:
@@ -58,22 +61,27 @@ class StreamedTranslation:
     def finish(self) -> str:
         if not self._opening.decided:
             self._pending = self._begin(self._opening.finish())
+        if self._quotes is not None:
+            self._pending += self._quotes.finish()
         self._pending = self._pending.rstrip()
-        if self._dequoted and self._pending[-1:] and self._pending[-1:] in _CLOSE_QUOTES:
+        if self._closing and self._pending[-1:] and self._pending[-1:] in self._closing:
             self._pending = self._pending[:-1].rstrip()
         return self._flush(final=True)
 
+    @property
+    def _closing(self) -> str:
+        """What closes quotes the answer is wrapped in, still to come at its end."""
+        return self._quotes.closing if self._quotes is not None else ""
+
     def _begin(self, delta: str) -> str:
-        """``delta`` once the answer's text began (its first non-space character): a
-        preamble's spacing, and quotes the original did not have, are not the answer's."""
-        if self._begun:
-            return delta
-        delta = delta.lstrip()
-        if delta and not self.quoted and delta[0] in _OPEN_QUOTES:
-            self._dequoted = True
-            delta = delta[1:].lstrip()
-        self._begun = bool(delta)
-        return delta
+        """``delta`` once the answer's text began (its first non-space character: a
+        preamble's spacing is not the answer's), past quotes that may wrap it."""
+        if not self._begun:
+            delta = delta.lstrip()
+            if not delta:
+                return ""
+            self._begun = True
+        return delta if self._quotes is None else self._quotes.feed(delta)
 
     def _flush(self, *, final: bool) -> str:
         text = self._pending
@@ -82,10 +90,18 @@ class StreamedTranslation:
             # A placeholder being written, trailing spaces (the answer may end there)
             # and a closing quote stay until more comes.
             start = max(text.rfind(c) for c in _BRACKETS)
+            while start > 0 and text[start - 1] in _BRACKETS:
+                start -= 1  # "[[T1]": the placeholder starts at its first bracket
             if start >= 0 and len(text) - start <= _PLACEHOLDER_CHARS and not _closed(text[start:]):
                 keep = len(text) - start
+            else:
+                # A placeholder that ends the text may have more closing brackets to come.
+                ends = [m for m in self.protected.loose_pattern().finditer(text) if m.end() == len(text)]
+                if ends:
+                    keep = len(text) - ends[0].start()
             stripped = len(text[: len(text) - keep].rstrip())
-            if self._dequoted and text[:stripped][-1:] in _CLOSE_QUOTES:
+            tail = text[:stripped][-1:]
+            if self._closing and tail and tail in self._closing:
                 stripped -= 1
             keep = len(text) - stripped
         ready, self._pending = text[: len(text) - keep], text[len(text) - keep :]

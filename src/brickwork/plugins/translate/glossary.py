@@ -54,7 +54,8 @@ class Protected:
     def placeholder(self, number: int) -> str:
         return f"[{self.prefix}{number}]"
 
-    def _loose(self) -> re.Pattern[str]:
+    def loose_pattern(self) -> re.Pattern[str]:
+        """A placeholder as models write it back: ``[T1]``, ``[ T1 ]``, ``(T1)``, ``[[t1]]`` …"""
         return re.compile(r"[\[({⟦【<]+\s*" + self.prefix + r"\s*-?\s*(\d{1,3})\s*[\])}⟧】>]+", re.IGNORECASE)
 
 
@@ -85,7 +86,7 @@ def restore(translation: str, protected: Protected) -> tuple[str, list[int]]:
         seen.add(number)
         return protected.slots[number]
 
-    restored = protected._loose().sub(put_back, translation)
+    restored = protected.loose_pattern().sub(put_back, translation)
     return restored, [n for n in sorted(protected.slots) if n not in seen]
 
 

@@ -119,18 +119,20 @@ class TranslateLLM(Plugin[TranslateInput, TranslateOutput]):
         the spacing before it); returns it as sent, placeholders restored."""
         streamed = StreamedTranslation(protected, original)
         sent: list[str] = []
+
+        def send(piece: str) -> None:
+            nonlocal gap
+            if piece and gap:  # the spacing before this chunk, once its text begins
+                ctx.emit(gap)
+                gap = ""
+            sent.append(piece)
+            ctx.emit(piece)
+
         async for chunk in ctx.model.stream(messages, max_tokens=max_tokens):
             if chunk.model:
                 models.add(chunk.model)
-            sent.append(streamed.feed(chunk.delta))
-            if "".join(sent) and gap:
-                ctx.emit(gap)
-                gap = ""
-            ctx.emit(sent[-1])
-        sent.append(streamed.finish())
-        if "".join(sent) and gap:
-            ctx.emit(gap)
-        ctx.emit(sent[-1])
+            send(streamed.feed(chunk.delta))
+        send(streamed.finish())
         seen.update(streamed.seen)
         return "".join(sent)
 

@@ -21,11 +21,12 @@ from brickwork.policies.model.budget import BudgetModel
 from brickwork.policies.model.deadline import DeadlineModel
 from brickwork.policies.model.fallback import FallbackModel
 from brickwork.policies.model.metering import MeteredModel
-from brickwork.policies.model.permission import PermittedModel
+from brickwork.policies.model.permission import AvailableModel, PermittedModel
 from brickwork.policies.model.retry import RetryModel
 from brickwork.policies.model.stack import Breakers, compose
 
 __all__ = [
+    "AvailableModel",
     "BreakerModel",
     "Breakers",
     "BudgetModel",

@@ -137,12 +137,17 @@ class Ended:
     error: BaseException | None = None
     #: The reader stopped before the end: nobody's fault.
     stopped: bool = False
+    #: Why the model stopped, as it said (a call's, or a stream's last chunk's).
+    finish: str | None = None
 
     def see(self, item: Item) -> None:
         self.items += 1
         usage = item.usage
         if usage is not None:
             self.reported = usage
+        finish = getattr(item, "finish_reason", None)
+        if finish is not None:
+            self.finish = finish
 
     def usage(self, call: ModelCall) -> Usage | None:
         """What the operation used (``None`` if nothing flowed): as reported, else the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from brickwork.contracts.provider import Completion, ModelId, ModelPrice, StreamChunk
+from brickwork.contracts.provider import ModelId, ModelPrice, StreamChunk
 from brickwork.policies.model.base import Ended, Item, Model, ModelCall, ModelRun, WrapperModel
 
 if TYPE_CHECKING:
@@ -17,9 +17,9 @@ class MeteredModel(WrapperModel):
     """What an operation used (reported, else estimated: see :meth:`Ended.usage`) is
     added to the run's account at its price, failed operations included once items
     flowed; a stream's first chunk names the model that answers. With a tracer,
-    each operation is one span under GenAI conventions (``gen_ai.operation.name``,
-    provider, request model, token usage, finish reason), a stream's from its
-    opening to its last chunk."""
+    each attempt is one span under GenAI conventions (``gen_ai.operation.name``,
+    provider, request and response model, token usage as the provider reported it,
+    finish reason), a stream's from its opening to its last chunk."""
 
     def __init__(self, inner: Model, *, model: ModelId, price: ModelPrice, tracer: Tracer | None) -> None:
         super().__init__(inner)
@@ -39,10 +39,12 @@ class MeteredModel(WrapperModel):
 
     async def first(self, call: ModelCall, run: ModelRun, state: Any) -> tuple[Any, Item | None]:
         items, item = await super().first(call, run, state)
+        if state is not None and item is not None:
+            model = getattr(item, "model", None)
+            if isinstance(model, str):  # what the provider says answered
+                state[1].set_attribute("gen_ai.response.model", model)
         if isinstance(item, StreamChunk) and item.model is None:
             item = item.model_copy(update={"model": self.model.model})  # which model answers
-        if state is not None and item is not None:
-            _response_attributes(state[1], item)
         return items, item
 
     async def exit(self, call: ModelCall, run: ModelRun, state: Any, ended: Ended) -> None:
@@ -55,16 +57,10 @@ class MeteredModel(WrapperModel):
                 account.models.append(self.name)
         if state is not None:
             manager, span = state
-            if usage is not None:
+            if usage is not None and ended.reported is not None:  # (never an estimate)
                 span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            if ended.finish is not None:
+                span.set_attribute("gen_ai.response.finish_reasons", [ended.finish])
             error = ended.error
             manager.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
-
-
-def _response_attributes(span: Any, item: Item) -> None:
-    model = getattr(item, "model", None)
-    if isinstance(model, str):
-        span.set_attribute("gen_ai.response.model", model)
-    if isinstance(item, Completion):
-        span.set_attribute("gen_ai.response.finish_reasons", [item.finish_reason])

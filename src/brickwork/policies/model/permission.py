@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from brickwork.contracts.errors import PermissionDeniedError
 from brickwork.policies.model.base import Item, Model, ModelCall, ModelRun, WrapperModel
 
-__all__ = ["PermittedModel"]
+__all__ = ["AvailableModel", "PermittedModel"]
 
 
 class PermittedModel(WrapperModel):
@@ -30,6 +30,21 @@ class PermittedModel(WrapperModel):
             )
         if not self.bound:
             raise PermissionDeniedError(f"plugin {run.plugin} has no {self.what} bound", plugin=run.plugin)
+        return self.inner.open(call, run)
+
+
+class AvailableModel(WrapperModel):
+    """Refuses a model whose provider is missing or may not be called (``check`` raises:
+    ``configuration_error``, ``real_provider_forbidden``) before any policy around
+    it counts the call: no breaker permit, budget reservation or span for a call
+    that was never made."""
+
+    def __init__(self, inner: Model, *, check: Callable[[], object]) -> None:
+        super().__init__(inner)
+        self.check = check
+
+    def open(self, call: ModelCall, run: ModelRun) -> AsyncIterator[Item]:
+        self.check()
         return self.inner.open(call, run)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from brickwork.policies.model.budget import BudgetModel
 from brickwork.policies.model.deadline import DeadlineModel
 from brickwork.policies.model.fallback import FallbackModel
 from brickwork.policies.model.metering import MeteredModel
-from brickwork.policies.model.permission import PermittedModel
+from brickwork.policies.model.permission import AvailableModel, PermittedModel
 from brickwork.policies.model.retry import RetryModel
 from brickwork.state.base import StateBackend
 
@@ -37,6 +38,7 @@ def compose(
     permissions: frozenset[str],
     what: str,
     leaf: Callable[[ModelId], Model],
+    available: Callable[[ModelId], object],
     price: Callable[[ModelId], ModelPrice],
     breakers: Breakers,
     state: StateBackend,
@@ -47,7 +49,10 @@ def compose(
     """``chain`` wrapped in ``policy``, outermost first::
 
         permission → fallback over the chain → for each model:
-            breaker (plugin + provider) → retry → attempt limit → budget → metering → provider
+            provider available → breaker (plugin + provider) → retry → attempt limit
+            → budget → metering → provider
+
+    ``available(model)`` raises when a model's provider is missing or forbidden.
 
     A policy that is off adds no layer (no retry policy, no budget, one model: no
     fallback). ``what`` names the chain in a refusal ("model", "embedding model").
@@ -64,6 +69,7 @@ def compose(
             label = f"{plugin} via {model_id.provider}"
             breaker = breakers(f"breaker:model:{plugin}:{model_id.provider}", policy.breaker, label)
             model = BreakerModel(model, breaker=breaker, clock=clock)
+        model = AvailableModel(model, check=functools.partial(available, model_id))
         models.append((model_id, model))
     inner: Model | None = None
     if len(models) == 1:
