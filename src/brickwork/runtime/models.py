@@ -42,7 +42,7 @@ from brickwork.contracts.provider import (
     estimate_tokens,
 )
 from brickwork.policies.breaker import CircuitBreaker
-from brickwork.policies.model import Breakers, CallAccount, Item, Model, ModelCall, ModelRun, compose
+from brickwork.policies.model import CallAccount, Item, Model, ModelCall, ModelRun, compose
 from brickwork.state.base import StateBackend
 
 if TYPE_CHECKING:
@@ -130,6 +130,23 @@ async def _once(result: Any) -> AsyncGenerator[Item, None]:
     yield await result
 
 
+class Dependencies(Protocol):
+    """What a binding is composed with (the orchestrator has these)."""
+
+    @property
+    def providers(self) -> Providers: ...
+    @property
+    def state(self) -> StateBackend: ...
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def rng(self) -> random.Random: ...
+    @property
+    def tracing(self) -> Tracer | None: ...
+
+    def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker: ...
+
+
 class ModelBinding:
     """A plugin version's model chain and embedding chain, composed once with its
     policies and shared by all its runs; :meth:`bind` gives the same policies over
@@ -146,24 +163,15 @@ class ModelBinding:
         permissions: frozenset[str],
         chain: Sequence[ModelId],
         embedding_chain: Sequence[ModelId],
-        providers: Providers,
-        state: StateBackend,
-        clock: Clock,
-        rng: random.Random,
-        breakers: Breakers,
-        tracer: Tracer | None,
+        dependencies: Dependencies,
     ) -> None:
         self.plugin = plugin
         self.policy = policy
         self.permissions = permissions
         self.chain = tuple(chain)
         self.embedding_chain = tuple(embedding_chain)
-        self.providers = providers
-        self.state = state
-        self.clock = clock
-        self.rng = rng
-        self.breakers = breakers
-        self.tracer = tracer
+        self.dependencies = dependencies
+        self.providers = dependencies.providers
         self.chat = self._compose(self.chain, "model")
         self.embeddings = self._compose(self.embedding_chain, "embedding model")
         self._bound: OrderedDict[ModelId, ModelBinding] = OrderedDict()
@@ -171,6 +179,7 @@ class ModelBinding:
         self.window: int | None = None
 
     def _compose(self, chain: Sequence[ModelId], what: str) -> Model:
+        deps = self.dependencies
         return compose(
             chain,
             plugin=self.plugin,
@@ -180,11 +189,11 @@ class ModelBinding:
             leaf=functools.partial(ProviderModel, self.providers),
             available=self.providers.get,
             price=self.providers.price,
-            breakers=self.breakers,
-            state=self.state,
-            clock=self.clock,
-            rng=self.rng,
-            tracer=self.tracer,
+            breakers=deps.breaker,
+            state=deps.state,
+            clock=deps.clock,
+            rng=deps.rng,
+            tracer=deps.tracing,
         )
 
     def bind(self, model: ModelId) -> ModelBinding:
@@ -197,12 +206,7 @@ class ModelBinding:
                 permissions=self.permissions,
                 chain=(model,),
                 embedding_chain=(model,),
-                providers=self.providers,
-                state=self.state,
-                clock=self.clock,
-                rng=self.rng,
-                breakers=self.breakers,
-                tracer=self.tracer,
+                dependencies=self.dependencies,
             )
             self._bound[model] = bound
             if len(self._bound) > self.max_bound:
@@ -210,23 +214,6 @@ class ModelBinding:
         else:
             self._bound.move_to_end(model)
         return bound
-
-
-class Dependencies(Protocol):
-    """What a binding is composed with (the orchestrator has these)."""
-
-    @property
-    def providers(self) -> Providers: ...
-    @property
-    def state(self) -> StateBackend: ...
-    @property
-    def clock(self) -> Clock: ...
-    @property
-    def rng(self) -> random.Random: ...
-    @property
-    def tracing(self) -> Tracer | None: ...
-
-    def breaker(self, key: str, policy: BreakerPolicy, label: str) -> CircuitBreaker: ...
 
 
 class ModelBindings:
@@ -262,12 +249,7 @@ class ModelBindings:
             permissions=entry.cls.permissions,
             chain=chain,
             embedding_chain=[model_id(entry.embedding_model)] if entry.embedding_model else [],
-            providers=deps.providers,
-            state=deps.state,
-            clock=deps.clock,
-            rng=deps.rng,
-            breakers=deps.breaker,
-            tracer=deps.tracing,
+            dependencies=deps,
         )
         self._kept[entry.ref] = (signature, binding)
         return binding
