@@ -40,3 +40,15 @@ def test_a_child_deadline_is_never_later_than_its_parent() -> None:
     assert parent.child(60.0).at == 10.0  # longer: capped at the parent's
     clock.advance(10.0)
     assert parent.child(5.0).expired()
+
+
+def test_a_deadline_counts_as_passed_when_its_timer_fires_a_little_early() -> None:
+    # uvloop's timers fire up to about half a millisecond before the monotonic
+    # clock reaches them: the run's deadline_exceeded must not turn into a
+    # plugin_failed "raised TimeoutError" then.
+    clock = FakeClock(start=0.0)
+    deadline = Deadline(clock, 3.0)
+    clock.advance(2.9)
+    assert not deadline.expired()
+    clock.advance(0.0995)  # 0.5 ms before it
+    assert deadline.expired()

@@ -18,8 +18,13 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.at - self.clock.now())
 
+    #: How early an event loop's timer may fire (uvloop's fire up to about half a
+    #: millisecond before the monotonic clock reaches them).
+    slack = 0.005
+
     def expired(self) -> bool:
-        return self.clock.now() >= self.at
+        """The deadline passed (or is within :attr:`slack` of it: its timer fired)."""
+        return self.clock.now() >= self.at - self.slack
 
     def attempt(self, per_attempt: float | None) -> float:
         """Seconds allowed for one attempt: its own limit, never past the deadline."""

@@ -221,7 +221,8 @@ class OpenAIProvider(HttpProvider):
                     if choice.finish_reason is not None:
                         finish = choice.finish_reason
         if not done or finish is None:
-            missing = "data: [DONE]" if not done else "a finish reason"
+            # (Not quoting the end marker: a client matching on it would take this for an end.)
+            missing = "its end marker" if not done else "a finish reason"
             raise self._http.error(
                 ProviderResponseError, f"the stream ended without {missing}", details={"reason": "truncated"}
             )

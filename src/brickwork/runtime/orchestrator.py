@@ -190,7 +190,9 @@ class Orchestrator:
         """:meth:`handle` as one iterator: each piece of the plugin's text as it is
         produced, then the envelope (a failure is raised, after the pieces that came).
         A plugin that does not stream (or an answer from the cache) gives its text as
-        one piece before the envelope. Leaving the loop early cancels the run."""
+        one piece before the envelope. Closing the iterator early cancels the run:
+        leave the loop inside ``contextlib.aclosing(runtime.stream(...))`` (a generator
+        merely left behind is closed only when it is collected)."""
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         task = asyncio.ensure_future(self.handle(request, principal=principal, on_text=pieces.put_nowait))
         task.add_done_callback(lambda _: pieces.put_nowait(None))
