@@ -60,6 +60,7 @@ from brickwork.runtime.models import BoundModel, ModelBindings, Providers
 from brickwork.runtime.recording import MemoryRecorder
 from brickwork.runtime.registry import PluginEntry, Registry
 from brickwork.runtime.routing import Router
+from brickwork.runtime.streaming import stream_answer, text_of
 from brickwork.runtime.trace_ids import new_trace_id
 from brickwork.state.base import BreakerSnapshot, StateBackend
 from brickwork.state.memory import MemoryState
@@ -184,43 +185,19 @@ class Orchestrator:
         text = StreamedText(on_text) if on_text is not None else None
         return await self._handle(request, Frame((), trace_id, None, principal, text))
 
-    async def stream(
+    def stream(
         self, request: Request | Mapping[str, Any], *, principal: Principal | None = None
     ) -> AsyncIterator[str | Envelope]:
         """:meth:`handle` as one iterator: each piece of the plugin's text as it is
-        produced, then the envelope (a failure is raised, after the pieces that came).
-        A plugin that does not stream (or an answer from the cache) gives its text as
-        one piece before the envelope. Closing the iterator early cancels the run:
-        leave the loop inside ``contextlib.aclosing(runtime.stream(...))`` (a generator
-        merely left behind is closed only when it is collected)."""
-        pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        task = asyncio.ensure_future(self.handle(request, principal=principal, on_text=pieces.put_nowait))
-        task.add_done_callback(lambda _: pieces.put_nowait(None))
-        try:
-            streamed = False
-            while (piece := await pieces.get()) is not None:
-                streamed = True
-                yield piece
-            envelope = task.result()
-            if not streamed and (text := self.text_of(envelope)):
-                yield text
-            yield envelope
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BrickworkError):
-                    await task
+        produced, then the envelope (see :func:`~brickwork.runtime.streaming.stream_answer`).
+        Closing the iterator early cancels the run: leave the loop inside
+        ``contextlib.aclosing(runtime.stream(...))`` (a generator merely left behind
+        is closed only when it is collected)."""
+        return stream_answer(self.handle, self.registry, request, principal=principal)
 
     def text_of(self, envelope: Envelope) -> str | None:
         """The text of an answer: its plugin's ``text_field``, else a ``text`` field."""
-        try:
-            entry = self.registry.resolve(f"{envelope.plugin}@{envelope.version}")
-        except BrickworkError:  # unregistered since it answered
-            field = None
-        else:
-            field = entry.cls.text_field
-        text = envelope.output.get(field or "text")
-        return text if isinstance(text, str) else None
+        return text_of(self.registry, envelope)
 
     def run_sync(self, request: Request | Mapping[str, Any]) -> Envelope:
         """:meth:`handle` for synchronous callers (not from inside an event loop)."""
